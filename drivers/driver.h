@@ -1,0 +1,109 @@
+/* The storage driver interface.
+ *
+ * A driver turns volume operations into files or LVs. It never sees sd-bus and
+ * keeps no state about volumes: everything it needs is in the VolumeSpec it is
+ * handed, and everything it reports about a volume is read from the storage
+ * (volume_query). Threads: pool_open and volume_init are pure (no I/O) and run
+ * on the event loop; every other callback does blocking I/O and runs on a
+ * worker. The service guarantees that calls for one volume never overlap.
+ *
+ * Every callback returns 0 on success or -1 with *err set (se_set()).
+ */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "storage-error.h"
+
+typedef struct VolumeSpec {
+        char *vid;
+        char *name;               /* name inside the VM: root, private, ... */
+        char *vm;                 /* owning VM */
+        bool template_vm;         /* only for the default vid */
+        bool rw;
+        bool snap_on_start;
+        bool save_on_stop;
+        bool ephemeral;
+        char *source;             /* vid of the source volume, NULL when none */
+        int revisions_to_keep;
+        uint64_t size;            /* nominal size: what the storage says wins */
+        struct VolumeSpec *source_spec; /* copy of the source's spec, or NULL */
+} VolumeSpec;
+
+typedef struct Revision {
+        char *id;
+        char *timestamp; /* ISO-8601 UTC */
+} Revision;
+
+typedef struct VolumeInfo {
+        uint64_t size;            /* from the storage; the nominal size if none */
+        uint64_t usage;           /* bytes allocated */
+        bool dirty;
+        bool outdated;
+        char *path;
+        char *bdev_path;          /* "" when the volume has no block device */
+        char *bdev_script;
+        char *bdev_devtype;
+        bool bdev_rw;
+        char *kernels_dir;        /* "" except linux-kernel */
+        Revision *revisions;      /* oldest first */
+        size_t n_revisions;
+} VolumeInfo;
+
+typedef struct PoolUsage {
+        uint64_t size, usage;
+        bool has_data;            /* false: no notion of size (linux-kernel) */
+        bool has_metadata;        /* lvm_thin: metadata_size/_usage are valid */
+        uint64_t metadata_size, metadata_usage;
+} PoolUsage;
+
+typedef struct Driver {
+        const char *name;
+        const char *const *params;       /* pool parameters, ListDrivers order */
+        int max_revisions_to_keep;       /* -1: no limit */
+        bool creates_volumes;            /* false: volumes come from pool_scan */
+        bool can_shrink;                 /* Resize with allow_shrink works */
+
+        /* Validates the parameters (unknown keys are refused before this) and
+         * normalises them in place (e.g. dir_path); allocates *pool. No I/O. */
+        int (*pool_open)(GHashTable *config, void **pool, StorageError *err);
+        void (*pool_free)(void *pool);
+        int (*pool_setup)(void *pool, StorageError *err);
+        int (*pool_usage)(void *pool, PoolUsage *out, StorageError *err);
+        /* Optional: vids of the volumes the storage defines by itself. */
+        int (*pool_scan)(void *pool, char ***vids, StorageError *err);
+
+        /* Checks the kind is supported, fills the default vid and forces the
+         * attributes the driver fixes (e.g. revisions_to_keep). No I/O. */
+        int (*volume_init)(void *pool, VolumeSpec *v, StorageError *err);
+        int (*volume_create)(void *pool, VolumeSpec *v, StorageError *err);
+        int (*volume_remove)(void *pool, VolumeSpec *v, StorageError *err);
+        int (*volume_start)(void *pool, VolumeSpec *v, StorageError *err);
+        /* May update v->size (a volatile volume keeps its last size). */
+        int (*volume_stop)(void *pool, VolumeSpec *v, StorageError *err);
+        int (*volume_verify)(void *pool, VolumeSpec *v, StorageError *err);
+        /* Called with rw, size > 0 and size != current already checked; a
+         * shrink only when can_shrink. Sets v->size. */
+        int (*volume_resize)(void *pool, VolumeSpec *v, uint64_t size, StorageError *err);
+        /* rev NULL: the newest revision. */
+        int (*volume_revert)(void *pool, VolumeSpec *v, const char *rev, StorageError *err);
+        /* Reads what the storage says about the volume; fills every field
+         * (strings never NULL) even when it fails. */
+        int (*volume_query)(void *pool, const VolumeSpec *v, VolumeInfo *out, StorageError *err);
+} Driver;
+
+/* drivers/registry.c */
+const Driver *const *driver_list(void);       /* NULL-terminated, ListDrivers order */
+const Driver *driver_find(const char *name);
+
+/* drivers/spec.c: helpers for the structures above */
+VolumeSpec *volume_spec_copy(const VolumeSpec *v);
+void volume_spec_free(VolumeSpec *v);
+void volume_info_clear(VolumeInfo *i);
+/* Fills the string fields that are still NULL with "". */
+void volume_info_fill_defaults(VolumeInfo *i);
+void volume_info_add_revision(VolumeInfo *i, const char *id, const char *timestamp);
+/* "appvms/<vm>/<name>" or "vm-templates/<vm>/<name>" */
+char *volume_default_file_vid(const VolumeSpec *v);

@@ -1,0 +1,462 @@
+#include "fileops.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <linux/loop.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#define COPY_CHUNK (1024 * 1024)
+
+static void close_fd(int *fd) {
+        if (*fd >= 0)
+                close(*fd);
+}
+
+static void close_dir(DIR **d) {
+        if (*d)
+                closedir(*d);
+}
+
+#define _cleanup_fd_ __attribute__((cleanup(close_fd)))
+#define _cleanup_dir_ __attribute__((cleanup(close_dir)))
+
+/* ---- directories ---- */
+
+int fo_fsync_dir(const char *dir, StorageError *err) {
+        _cleanup_fd_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return se_errno(err, errno, "Cannot open directory %s", dir);
+        if (fsync(fd) < 0)
+                return se_errno(err, errno, "Cannot sync directory %s", dir);
+        return 0;
+}
+
+static int fsync_parent(const char *path, StorageError *err) {
+        g_autofree char *dir = g_path_get_dirname(path);
+        return fo_fsync_dir(dir, err);
+}
+
+static int check_is_dir(const char *dir, StorageError *err) {
+        struct stat st;
+        if (stat(dir, &st) < 0)
+                return se_errno(err, errno, "Cannot create directory %s", dir);
+        if (!S_ISDIR(st.st_mode))
+                return se_errno(err, ENOTDIR, "Cannot create directory %s", dir);
+        return 0;
+}
+
+int fo_mkdir(const char *dir, StorageError *err) {
+        if (mkdir(dir, 0755) == 0)
+                return fsync_parent(dir, err);
+        if (errno == EEXIST)
+                return check_is_dir(dir, err);
+        return se_errno(err, errno, "Cannot create directory %s", dir);
+}
+
+int fo_mkdir_p(const char *dir, StorageError *err) {
+        struct stat st;
+        if (stat(dir, &st) == 0)
+                return check_is_dir(dir, err);
+        if (errno != ENOENT)
+                return se_errno(err, errno, "Cannot create directory %s", dir);
+        g_autofree char *parent = g_path_get_dirname(dir);
+        if (strcmp(parent, dir) != 0 && fo_mkdir_p(parent, err) < 0)
+                return -1;
+        return fo_mkdir(dir, err);
+}
+
+int fo_rmdir_if_empty(const char *dir, StorageError *err) {
+        if (rmdir(dir) == 0)
+                return fsync_parent(dir, err);
+        if (errno == ENOENT || errno == ENOTEMPTY || errno == EEXIST)
+                return 0;
+        return se_errno(err, errno, "Cannot remove directory %s", dir);
+}
+
+/* ---- files ---- */
+
+int fo_remove(const char *path, StorageError *err) {
+        if (unlink(path) == 0)
+                return fsync_parent(path, err);
+        if (errno == ENOENT)
+                return 0;
+        return se_errno(err, errno, "Cannot remove %s", path);
+}
+
+int fo_rename(const char *from, const char *to, StorageError *err) {
+        if (rename(from, to) < 0)
+                return se_errno(err, errno, "Cannot rename %s to %s", from, to);
+        g_autofree char *from_dir = g_path_get_dirname(from);
+        g_autofree char *to_dir = g_path_get_dirname(to);
+        if (fo_fsync_dir(to_dir, err) < 0)
+                return -1;
+        if (strcmp(from_dir, to_dir) != 0)
+                return fo_fsync_dir(from_dir, err);
+        return 0;
+}
+
+static bool is_temp_of(const char *entry, const char *base) {
+        size_t n = strlen(base);
+        return strncmp(entry, base, n) == 0 && entry[n] == '~';
+}
+
+int fo_remove_temps(const char *path, StorageError *err) {
+        g_autofree char *dir = g_path_get_dirname(path);
+        g_autofree char *base = g_path_get_basename(path);
+        _cleanup_dir_ DIR *d = opendir(dir);
+        if (!d)
+                return errno == ENOENT ? 0 : se_errno(err, errno, "Cannot list directory %s", dir);
+        bool removed = false;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+                if (!is_temp_of(e->d_name, base))
+                        continue;
+                if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT)
+                        return se_errno(err, errno, "Cannot remove %s/%s", dir, e->d_name);
+                removed = true;
+        }
+        return removed ? fo_fsync_dir(dir, err) : 0;
+}
+
+int fo_stat(const char *path, struct stat *st, StorageError *err) {
+        if (stat(path, st) == 0)
+                return 1;
+        if (errno == ENOENT)
+                return 0;
+        return se_errno(err, errno, "Cannot stat %s", path);
+}
+
+int fo_allocated(const char *path, uint64_t *bytes, StorageError *err) {
+        struct stat st;
+        int r = fo_stat(path, &st, err);
+        *bytes = r > 0 ? (uint64_t) st.st_blocks * 512 : 0;
+        return r < 0 ? -1 : 0;
+}
+
+int fo_resize(const char *path, uint64_t size, StorageError *err) {
+        if (size > INT64_MAX)
+                return se_errno(err, EFBIG, "Cannot resize %s", path);
+        _cleanup_fd_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return se_errno(err, errno, "Cannot open %s", path);
+        if (ftruncate(fd, (off_t) size) < 0)
+                return se_errno(err, errno, "Cannot resize %s", path);
+        if (fsync(fd) < 0)
+                return se_errno(err, errno, "Cannot sync %s", path);
+        return 0;
+}
+
+/* ---- atomic creation ---- */
+
+/* Moves tmp onto path: 0, or 1 if path exists and must not be replaced. */
+static int commit_temp(const char *tmp, const char *path, FoCreateMode mode, StorageError *err) {
+        if (mode == FO_REPLACE) {
+                if (rename(tmp, path) < 0)
+                        return se_errno(err, errno, "Cannot rename %s to %s", tmp, path);
+                return 0;
+        }
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+                return 0;
+        if (errno == EEXIST)
+                return 1;
+        if (errno != EINVAL && errno != ENOSYS)
+                return se_errno(err, errno, "Cannot rename %s to %s", tmp, path);
+        /* The filesystem has no RENAME_NOREPLACE: link() never replaces. */
+        if (link(tmp, path) < 0)
+                return errno == EEXIST ? 1 : se_errno(err, errno, "Cannot create %s", path);
+        unlink(tmp);
+        return 0;
+}
+
+static int fill_and_flush(int fd, const char *tmp, FoFillFunc fill, void *userdata, StorageError *err) {
+        if (fill(fd, tmp, userdata, err) < 0)
+                return -1;
+        if (fdatasync(fd) < 0)
+                return se_errno(err, errno, "Cannot flush %s", tmp);
+        return 0;
+}
+
+int fo_atomic_fill(const char *path, FoCreateMode mode, FoFillFunc fill, void *userdata, StorageError *err) {
+        g_autofree char *dir = g_path_get_dirname(path);
+        g_autofree char *base = g_path_get_basename(path);
+        if (fo_mkdir_p(dir, err) < 0)
+                return -1;
+        g_autofree char *tmp = g_strdup_printf("%s/%s~XXXXXX", dir, base);
+        int fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return se_errno(err, errno, "Cannot create a temporary file for %s", path);
+        int r = fill_and_flush(fd, tmp, fill, userdata, err);
+        if (close(fd) < 0 && r == 0)
+                r = se_errno(err, errno, "Cannot write %s", tmp);
+        if (r == 0)
+                r = commit_temp(tmp, path, mode, err);
+        if (r != 0) {
+                unlink(tmp);
+                return r;
+        }
+        return fo_fsync_dir(dir, err);
+}
+
+static int pwrite_all(int fd, const char *buf, size_t len, off_t off, const char *path, StorageError *err) {
+        while (len > 0) {
+                ssize_t n = pwrite(fd, buf, len, off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return se_errno(err, n < 0 ? errno : EIO, "Cannot write %s", path);
+                buf += n;
+                len -= (size_t) n;
+                off += n;
+        }
+        return 0;
+}
+
+typedef struct Buffer {
+        const char *data;
+        size_t len;
+} Buffer;
+
+static int fill_buffer(int fd, const char *tmp, void *userdata, StorageError *err) {
+        const Buffer *b = userdata;
+        return pwrite_all(fd, b->data, b->len, 0, tmp, err);
+}
+
+int fo_atomic_write(const char *path, const void *data, size_t len, StorageError *err) {
+        Buffer b = { data, len };
+        return fo_atomic_fill(path, FO_REPLACE, fill_buffer, &b, err);
+}
+
+static int fill_truncate(int fd, const char *tmp, void *userdata, StorageError *err) {
+        uint64_t size = *(const uint64_t *) userdata;
+        if (size > INT64_MAX || ftruncate(fd, (off_t) size) < 0)
+                return se_errno(err, size > INT64_MAX ? EFBIG : errno, "Cannot resize %s", tmp);
+        return 0;
+}
+
+int fo_sparse_create(const char *path, uint64_t size, FoCreateMode mode, StorageError *err) {
+        return fo_atomic_fill(path, mode, fill_truncate, &size, err);
+}
+
+/* ---- copy ---- */
+
+static int ficlone_forced_errno(void) {
+        static gsize once = 0;
+        static int forced = 0;
+        if (g_once_init_enter(&once)) {
+                const char *s = getenv(FO_FICLONE_ERRNO_ENV);
+                if (s && *s)
+                        forced = (int) g_ascii_strtoll(s, NULL, 10);
+                g_once_init_leave(&once, 1);
+        }
+        return forced;
+}
+
+/* 0 when dst is now a reflink of src, else the errno. */
+static int try_ficlone(int dst, int src) {
+        int forced = ficlone_forced_errno();
+        if (forced > 0)
+                return forced;
+        return ioctl(dst, FICLONE, src) == 0 ? 0 : errno;
+}
+
+static bool ficlone_may_fall_back(int e) {
+        return e == EBADF || e == EINVAL || e == EOPNOTSUPP || e == EXDEV;
+}
+
+typedef struct Copy {
+        int src, dst;
+        const char *src_path, *dst_path;
+        const char *target;     /* the name the copy gets */
+        bool reflinked;
+} Copy;
+
+static int copy_by_reading(const Copy *c, off_t off, off_t len, StorageError *err) {
+        g_autofree char *buf = g_malloc(COPY_CHUNK);
+        while (len > 0) {
+                ssize_t n = pread(c->src, buf, (size_t) MIN(len, COPY_CHUNK), off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return se_errno(err, errno, "Cannot read %s", c->src_path);
+                if (n == 0)
+                        return 0; /* the source shrank: the final truncate fixes the size */
+                if (pwrite_all(c->dst, buf, (size_t) n, off, c->dst_path, err) < 0)
+                        return -1;
+                off += n;
+                len -= n;
+        }
+        return 0;
+}
+
+static bool copy_range_unsupported(int e) {
+        return e == EXDEV || e == EINVAL || e == ENOSYS || e == EOPNOTSUPP;
+}
+
+/* Copies [off, off+len) of the source to the same offset of the copy. */
+static int copy_range(const Copy *c, off_t off, off_t len, StorageError *err) {
+        while (len > 0) {
+                loff_t in = off, out = off;
+                ssize_t n = copy_file_range(c->src, &in, c->dst, &out, (size_t) MIN(len, (off_t) 1 << 30), 0);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && copy_range_unsupported(errno))
+                        return copy_by_reading(c, off, len, err);
+                if (n < 0)
+                        return se_errno(err, errno, "Cannot copy %s to %s", c->src_path, c->dst_path);
+                if (n == 0)
+                        return 0;
+                off += n;
+                len -= n;
+        }
+        return 0;
+}
+
+/* Finds the next data extent [*off, *end) below size: 1, or 0 at the end. */
+static int next_extent(const Copy *c, off_t size, off_t *off, off_t *end, StorageError *err) {
+        off_t data = lseek(c->src, *off, SEEK_DATA);
+        if (data < 0 && errno == ENXIO)
+                return 0;
+        if (data < 0 && errno == EINVAL) {
+                /* No hole support here: everything left is data. */
+                *end = size;
+                return *off < size;
+        }
+        if (data < 0)
+                return se_errno(err, errno, "Cannot read %s", c->src_path);
+        off_t hole = lseek(c->src, data, SEEK_HOLE);
+        if (hole < 0)
+                return se_errno(err, errno, "Cannot read %s", c->src_path);
+        *off = data;
+        *end = MIN(hole, size);
+        return data < size;
+}
+
+/* Holes of the source stay holes; the copy gets the exact size. */
+static int sparse_copy(const Copy *c, StorageError *err) {
+        struct stat st;
+        if (fstat(c->src, &st) < 0)
+                return se_errno(err, errno, "Cannot stat %s", c->src_path);
+        off_t off = 0, end = 0;
+        int r;
+        while ((r = next_extent(c, st.st_size, &off, &end, err)) > 0) {
+                if (copy_range(c, off, end - off, err) < 0)
+                        return -1;
+                off = end;
+        }
+        if (r < 0)
+                return -1;
+        if (ftruncate(c->dst, st.st_size) < 0)
+                return se_errno(err, errno, "Cannot resize %s", c->dst_path);
+        return 0;
+}
+
+static int fill_copy(int fd, const char *tmp, void *userdata, StorageError *err) {
+        Copy *c = userdata;
+        c->dst = fd;
+        c->dst_path = tmp;
+        int e = try_ficlone(fd, c->src);
+        if (e == 0) {
+                c->reflinked = true;
+                return 0;
+        }
+        if (!ficlone_may_fall_back(e))
+                return se_errno(err, e, "Cannot reflink %s to %s", c->src_path, c->target);
+        return sparse_copy(c, err);
+}
+
+int fo_copy(const char *src, const char *dst, bool *reflinked, StorageError *err) {
+        _cleanup_fd_ int fd = open(src, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return se_errno(err, errno, "Cannot open %s", src);
+        Copy c = { .src = fd, .dst = -1, .src_path = src, .target = dst };
+        if (fo_atomic_fill(dst, FO_REPLACE, fill_copy, &c, err) < 0)
+                return -1;
+        if (reflinked)
+                *reflinked = c.reflinked;
+        return 0;
+}
+
+/* ---- loop devices ---- */
+
+static bool loop_backed_by(const char *dev, const char *real) {
+        g_autofree char *file = g_strdup_printf("/sys/block/%s/loop/backing_file", dev);
+        g_autofree char *backing = NULL;
+        if (!g_file_get_contents(file, &backing, NULL, NULL))
+                return false;
+        return strcmp(g_strchomp(backing), real) == 0;
+}
+
+static int loop_update(const char *dev, StorageError *err) {
+        g_autofree char *node = g_strdup_printf("/dev/%s", dev);
+        _cleanup_fd_ int fd = open(node, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return se_errno(err, errno, "Cannot open %s", node);
+        if (ioctl(fd, LOOP_SET_CAPACITY, 0) < 0)
+                return se_errno(err, errno, "Cannot update the capacity of %s", node);
+        return 0;
+}
+
+int fo_loop_set_capacity(const char *path, StorageError *err) {
+        g_autofree char *real = realpath(path, NULL);
+        if (!real)
+                return se_errno(err, errno, "Cannot resolve %s", path);
+        _cleanup_dir_ DIR *d = opendir("/sys/block");
+        if (!d)
+                return 0;
+        struct dirent *e;
+        while ((e = readdir(d)))
+                if (g_str_has_prefix(e->d_name, "loop") && loop_backed_by(e->d_name, real) &&
+                    loop_update(e->d_name, err) < 0)
+                        return -1;
+        return 0;
+}
+
+/* ---- pure helpers ---- */
+
+char *fo_normpath(const char *path) {
+        bool absolute = path[0] == '/';
+        g_auto(GStrv) parts = g_strsplit(path, "/", -1);
+        GPtrArray *out = g_ptr_array_new();
+        for (char **p = parts; *p; p++) {
+                if (**p == '\0' || strcmp(*p, ".") == 0)
+                        continue;
+                bool can_pop = out->len > 0 && strcmp(out->pdata[out->len - 1], "..") != 0;
+                if (strcmp(*p, "..") == 0 && can_pop)
+                        g_ptr_array_remove_index(out, out->len - 1);
+                else if (strcmp(*p, "..") != 0 || !absolute)
+                        g_ptr_array_add(out, *p);
+        }
+        g_ptr_array_add(out, NULL);
+        g_autofree char *joined = g_strjoinv("/", (char **) out->pdata);
+        g_ptr_array_free(out, TRUE);
+        if (absolute)
+                return g_strconcat("/", joined, NULL);
+        return *joined ? g_steal_pointer(&joined) : g_strdup(".");
+}
+
+char *fo_iso8601_utc(time_t t) {
+        struct tm tm;
+        char buf[32];
+        if (!gmtime_r(&t, &tm) || strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+                return g_strdup("");
+        return g_strdup(buf);
+}
+
+int fo_config_dir_path(GHashTable *config, char **dir, StorageError *err) {
+        const char *value = g_hash_table_lookup(config, "dir_path");
+        if (!value)
+                return se_set(err, SE_INVALID_ARGUMENT, "Missing pool parameter dir_path");
+        if (value[0] != '/')
+                return se_set(err, SE_INVALID_ARGUMENT, "Invalid dir_path '%s': not an absolute path", value);
+        char *norm = fo_normpath(value);
+        g_hash_table_insert(config, g_strdup("dir_path"), norm);
+        *dir = g_strdup(norm);
+        return 0;
+}

@@ -1,0 +1,82 @@
+/* Crash-safe file primitives for the file-based drivers (file, file-reflink).
+ *
+ * New data is always written beside the target (a temporary file
+ * "<basename>~XXXXXX" in the same directory), flushed, and committed by one
+ * rename; every create, rename or delete is followed by an fsync of the
+ * directory it changed. Functions return 0 on success or -1 with *err set; the
+ * message names the file. All of them do blocking I/O (workers only), except
+ * fo_normpath, fo_iso8601_utc and fo_config_dir_path.
+ */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "storage-error.h"
+
+/* The FICLONE test seam: when this variable holds an errno number, every
+ * reflink attempt fails with it (read once per process). */
+#define FO_FICLONE_ERRNO_ENV "QUBES_STORAGED_TEST_FICLONE_ERRNO"
+
+int fo_fsync_dir(const char *dir, StorageError *err);
+
+/* One level; an existing directory is fine. Syncs the parent when created. */
+int fo_mkdir(const char *dir, StorageError *err);
+/* Every missing level, syncing the parent of each one it creates. */
+int fo_mkdir_p(const char *dir, StorageError *err);
+
+/* A missing file is fine. */
+int fo_remove(const char *path, StorageError *err);
+/* Syncs the directory of both names. */
+int fo_rename(const char *from, const char *to, StorageError *err);
+/* A missing or non-empty directory is left alone without error. */
+int fo_rmdir_if_empty(const char *dir, StorageError *err);
+/* Deletes the temporary files "<basename of path>~*" left by a crash. */
+int fo_remove_temps(const char *path, StorageError *err);
+
+typedef enum FoCreateMode {
+        FO_REPLACE,     /* an existing file is replaced */
+        FO_NO_REPLACE,  /* an existing file is kept: the call returns 1 */
+} FoCreateMode;
+
+/* Fills the freshly made temporary file (open read-write, empty). */
+typedef int (*FoFillFunc)(int fd, const char *tmp_path, void *userdata, StorageError *err);
+
+/* Creates the parent directories, makes the temporary file, fills it,
+ * fdatasyncs it and renames it onto path. Returns 0 when path now holds the new
+ * data, 1 when mode is FO_NO_REPLACE and path already existed (nothing
+ * changed), -1 on error. The temporary file never survives the call. */
+int fo_atomic_fill(const char *path, FoCreateMode mode, FoFillFunc fill, void *userdata, StorageError *err);
+int fo_atomic_write(const char *path, const void *data, size_t len, StorageError *err);
+/* A sparse file of size bytes; same return values as fo_atomic_fill. */
+int fo_sparse_create(const char *path, uint64_t size, FoCreateMode mode, StorageError *err);
+
+/* Truncates an existing file (never creates one) and fsyncs it. */
+int fo_resize(const char *path, uint64_t size, StorageError *err);
+/* Tells every loop device backed by path to re-read its size. */
+int fo_loop_set_capacity(const char *path, StorageError *err);
+
+/* Returns 1 and fills *st if path exists, 0 if it does not, -1 on error. */
+int fo_stat(const char *path, struct stat *st, StorageError *err);
+/* Allocated bytes (st_blocks * 512); 0 for a missing file. */
+int fo_allocated(const char *path, uint64_t *bytes, StorageError *err);
+
+/* Atomically replaces dst by a copy of src: a reflink (FICLONE) when the
+ * filesystem makes one; only when FICLONE fails with EBADF, EINVAL, EOPNOTSUPP
+ * or EXDEV a sparse-aware copy (holes stay holes, the size is exact); any other
+ * errno fails the copy. *reflinked (may be NULL) tells which happened. */
+int fo_copy(const char *src, const char *dst, bool *reflinked, StorageError *err);
+
+/* Lexical normalisation of a path ("//", "." and ".." removed), like
+ * Python's os.path.normpath. */
+char *fo_normpath(const char *path);
+/* "YYYY-MM-DDTHH:MM:SSZ" */
+char *fo_iso8601_utc(time_t t);
+
+/* For pools that keep their data under a directory: reads the required
+ * "dir_path" parameter, checks it is absolute, normalises it in config (keys
+ * and values owned by config, freed with g_free) and returns a copy. No I/O. */
+int fo_config_dir_path(GHashTable *config, char **dir, StorageError *err);

@@ -1,0 +1,267 @@
+/* org.qubes.Storage1.Manager and the ObjectManager at /org/qubes/Storage1. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "errors.h"
+#include "macros.h"
+#include "options.h"
+#include "paths.h"
+#include "store.h"
+#include "usage.h"
+#include "validate.h"
+
+sd_bus *bus_connection;
+
+static int method_list_drivers(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r = sd_bus_message_new_method_return(m, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(sas)");
+        for (const Driver *const *d = driver_list(); r >= 0 && *d; d++) {
+                r = sd_bus_message_open_container(reply, 'r', "sas");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "s", (*d)->name);
+                if (r >= 0)
+                        r = sd_bus_message_append_strv(reply, (char **) (*d)->params);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r < 0 ? r : sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_list_pools(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        g_autoptr(GPtrArray) pools = model_pools();
+        int r = sd_bus_message_new_method_return(m, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(so)");
+        for (size_t i = 0; r >= 0 && i < pools->len; i++) {
+                Pool *p = pools->pdata[i];
+                r = sd_bus_message_append(reply, "(so)", p->name, p->object_path);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r < 0 ? r : sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_get_pool(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        const char *name;
+        int r = sd_bus_message_read(m, "s", &name);
+        if (r < 0)
+                return r;
+        Pool *p = model_find_pool(name);
+        if (!p)
+                return error_set(error, SE_NO_SUCH_POOL, "Unknown storage pool %s", name);
+        return sd_bus_reply_method_return(m, "o", p->object_path);
+}
+
+typedef struct AddPool {
+        Task task;
+        Pool *pool;
+        sd_bus_message *message;
+        StorageError err;
+} AddPool;
+
+static void add_pool_work(Task *t) {
+        AddPool *a = (AddPool *) t;
+        Pool *p = a->pool;
+        if (p->driver->pool_setup(p->drv, &a->err) < 0)
+                return;
+        store_save_pool(model_state_dir, p->name, p->driver->name, p->config, &a->err);
+}
+
+static void add_pool_done(Task *t) {
+        AddPool *a = (AddPool *) t;
+        Pool *p = a->pool;
+        if (a->err.code == SE_OK) {
+                model_add_pool(pool_ref(p));
+                pool_usage_request(p);
+                sd_bus_reply_method_return(a->message, "o", p->object_path);
+        } else
+                error_reply(a->message, &a->err);
+        se_clear(&a->err);
+        sd_bus_message_unref(a->message);
+        pool_unref(p);
+        g_free(a);
+}
+
+/* Names of pools being added, so that two AddPool calls cannot race. */
+static GHashTable *adding;
+
+static void add_pool_release(Task *t) {
+        AddPool *a = (AddPool *) t;
+        g_hash_table_remove(adding, a->pool->name);
+        add_pool_done(t);
+}
+
+static int read_pool_config(sd_bus_message *m, GHashTable *config) {
+        int r = sd_bus_message_enter_container(m, 'a', "{ss}");
+        if (r < 0)
+                return r;
+        const char *k, *v;
+        while ((r = sd_bus_message_read(m, "{ss}", &k, &v)) > 0)
+                g_hash_table_replace(config, g_strdup(k), g_strdup(v));
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
+static int method_add_pool(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        const char *name, *driver;
+        int r = sd_bus_message_read(m, "ss", &name, &driver);
+        if (r < 0)
+                return r;
+        if (!valid_pool_name(name))
+                return error_set(error, SE_INVALID_ARGUMENT, "Invalid pool name '%s'", name);
+        const Driver *d = driver_find(driver);
+        if (!d)
+                return error_set(error, SE_UNKNOWN_DRIVER, "No driver %s for pool %s", driver, name);
+        g_autoptr(GHashTable) config = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        r = read_pool_config(m, config);
+        if (r < 0)
+                return r;
+        Options o;
+        r = read_options(m, &o, false, error);
+        if (r < 0)
+                return r;
+        if (!adding)
+                adding = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        if (model_find_pool(name) || g_hash_table_contains(adding, name))
+                return error_set(error, SE_ALREADY_EXISTS, "Pool %s already exists", name);
+
+        StorageError serr = STORAGE_ERROR_INIT;
+        Pool *p = pool_open_config(name, d, config, &serr);
+        if (!p) {
+                r = error_set(error, serr.code, "%s", serr.message);
+                se_clear(&serr);
+                return r;
+        }
+        AddPool *a = g_new0(AddPool, 1);
+        a->task.work = add_pool_work;
+        a->task.done = add_pool_release;
+        a->pool = p;
+        a->message = sd_bus_message_ref(m);
+        g_hash_table_add(adding, g_strdup(name));
+        task_submit(&a->task, NULL);
+        return 1;
+}
+
+typedef struct RemovePool {
+        Task task;
+        Pool *pool;
+        sd_bus_message *message;
+        StorageError err;
+} RemovePool;
+
+static void remove_pool_work(Task *t) {
+        RemovePool *a = (RemovePool *) t;
+        store_remove_pool(model_state_dir, a->pool->name, &a->err);
+}
+
+static void remove_pool_done(Task *t) {
+        RemovePool *a = (RemovePool *) t;
+        if (a->err.code == SE_OK) {
+                model_remove_pool(a->pool);
+                sd_bus_reply_method_return(a->message, "");
+        } else {
+                a->pool->removed = false;
+                error_reply(a->message, &a->err);
+        }
+        se_clear(&a->err);
+        sd_bus_message_unref(a->message);
+        pool_unref(a->pool);
+        g_free(a);
+}
+
+static int method_remove_pool(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        const char *name;
+        int r = sd_bus_message_read(m, "s", &name);
+        if (r < 0)
+                return r;
+        Options o;
+        r = read_options(m, &o, false, error);
+        if (r < 0)
+                return r;
+        Pool *p = model_find_pool(name);
+        if (!p || p->removed)
+                return error_set(error, SE_NO_SUCH_POOL, "Unknown storage pool %s", name);
+        if (pool_created_volumes(p) > 0)
+                return error_set(error, SE_POOL_IN_USE, "Storage pool is in use: '%s' has %u volumes", name,
+                                 pool_created_volumes(p));
+        RemovePool *a = g_new0(RemovePool, 1);
+        a->task.work = remove_pool_work;
+        a->task.done = remove_pool_done;
+        a->pool = pool_ref(p);
+        a->message = sd_bus_message_ref(m);
+        p->removed = true;
+        task_submit(&a->task, p->queue);
+        return 1;
+}
+
+static int method_start_volumes(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return bus_volumes_batch(m, VOP_START, error);
+}
+
+static int method_stop_volumes(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return bus_volumes_batch(m, VOP_STOP, error);
+}
+
+static int method_verify_volumes(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return bus_volumes_batch(m, VOP_VERIFY, error);
+}
+
+static int property_version(sd_bus *bus, const char *path, const char *interface, const char *property,
+                            sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "s", VERSION);
+}
+
+static const sd_bus_vtable manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Version", "s", property_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_METHOD_WITH_ARGS("ListDrivers", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sas)", drivers),
+                                method_list_drivers, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListPools", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(so)", pools), method_list_pools,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetPool", SD_BUS_ARGS("s", name), SD_BUS_RESULT("o", pool), method_get_pool,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("AddPool", SD_BUS_ARGS("s", name, "s", driver, "a{ss}", config, "a{sv}", options),
+                                SD_BUS_RESULT("o", pool), method_add_pool, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RemovePool", SD_BUS_ARGS("s", name, "a{sv}", options), SD_BUS_NO_RESULT,
+                                method_remove_pool, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("StartVolumes", SD_BUS_ARGS("ao", volumes, "a{sv}", options), SD_BUS_NO_RESULT,
+                                method_start_volumes, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("StopVolumes", SD_BUS_ARGS("ao", volumes, "a{sv}", options), SD_BUS_NO_RESULT,
+                                method_stop_volumes, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("VerifyVolumes", SD_BUS_ARGS("ao", volumes, "a{sv}", options), SD_BUS_NO_RESULT,
+                                method_verify_volumes, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END,
+};
+
+/* Every pool and volume object, for introspection and the ObjectManager. */
+static int enumerate_objects(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error) {
+        g_autoptr(GPtrArray) pools = model_pools();
+        GPtrArray *out = g_ptr_array_new();
+        for (size_t i = 0; i < pools->len; i++) {
+                Pool *p = pools->pdata[i];
+                g_ptr_array_add(out, strdup(p->object_path));
+                g_autoptr(GPtrArray) vols = pool_volumes_sorted(p);
+                for (size_t j = 0; j < vols->len; j++)
+                        g_ptr_array_add(out, strdup(((Volume *) vols->pdata[j])->object_path));
+        }
+        g_ptr_array_add(out, NULL);
+        *nodes = (char **) g_ptr_array_free(out, FALSE);
+        return 1;
+}
+
+int bus_manager_register(sd_bus *bus) {
+        int r = sd_bus_add_object_vtable(bus, NULL, MANAGER_PATH, MANAGER_INTERFACE, manager_vtable, NULL);
+        if (r >= 0)
+                r = sd_bus_add_object_manager(bus, NULL, MANAGER_PATH);
+        if (r >= 0)
+                r = sd_bus_add_node_enumerator(bus, NULL, POOLS_PATH, enumerate_objects, NULL);
+        return r;
+}

@@ -1,0 +1,301 @@
+/* org.qubes.Storage1.Volume: one object per volume, through a fallback vtable;
+ * and the replies of volume operations, single and batched. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "errors.h"
+#include "macros.h"
+#include "options.h"
+#include "paths.h"
+#include "validate.h"
+
+static int find_volume(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+                       sd_bus_error *error) {
+        Volume *v = model_find_volume_by_path(path);
+        if (!v)
+                return 0;
+        *found = v;
+        return 1;
+}
+
+#define VOLUME_STRING_PROPERTY(fn, expr)                                                                    \
+        static int fn(sd_bus *bus, const char *path, const char *interface, const char *property,          \
+                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {                        \
+                Volume *v = userdata;                                                                       \
+                const char *s = (expr);                                                                     \
+                return sd_bus_message_append_basic(reply, 's', s ? s : "");                                 \
+        }
+
+#define VOLUME_BOOL_PROPERTY(fn, expr)                                                                      \
+        static int fn(sd_bus *bus, const char *path, const char *interface, const char *property,          \
+                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {                        \
+                Volume *v = userdata;                                                                       \
+                return sd_bus_message_append(reply, "b", (int) (expr));                                     \
+        }
+
+VOLUME_STRING_PROPERTY(property_vid, v->spec->vid)
+VOLUME_STRING_PROPERTY(property_name, v->spec->name)
+VOLUME_STRING_PROPERTY(property_vm, v->spec->vm)
+VOLUME_STRING_PROPERTY(property_source, v->spec->source)
+VOLUME_STRING_PROPERTY(property_path, v->info.path)
+VOLUME_STRING_PROPERTY(property_kernels_dir, v->info.kernels_dir)
+VOLUME_BOOL_PROPERTY(property_snap_on_start, v->spec->snap_on_start)
+VOLUME_BOOL_PROPERTY(property_save_on_stop, v->spec->save_on_stop)
+VOLUME_BOOL_PROPERTY(property_rw, v->spec->rw)
+VOLUME_BOOL_PROPERTY(property_dirty, v->info.dirty)
+VOLUME_BOOL_PROPERTY(property_outdated, v->info.outdated)
+VOLUME_BOOL_PROPERTY(property_started, v->started)
+
+static int property_pool(sd_bus *bus, const char *path, const char *interface, const char *property,
+                         sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Volume *v = userdata;
+        return sd_bus_message_append(reply, "o", v->pool->object_path);
+}
+
+static int property_revisions_to_keep(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Volume *v = userdata;
+        return sd_bus_message_append(reply, "i", (int32_t) v->spec->revisions_to_keep);
+}
+
+static int property_size(sd_bus *bus, const char *path, const char *interface, const char *property,
+                         sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Volume *v = userdata;
+        return sd_bus_message_append(reply, "t", strcmp(property, "Size") == 0 ? v->info.size : v->info.usage);
+}
+
+static int property_revisions(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Volume *v = userdata;
+        int r = sd_bus_message_open_container(reply, 'a', "(ss)");
+        for (size_t i = 0; r >= 0 && i < v->info.n_revisions; i++)
+                r = sd_bus_message_append(reply, "(ss)", v->info.revisions[i].id, v->info.revisions[i].timestamp);
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
+static int property_block_device(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Volume *v = userdata;
+        const VolumeInfo *i = &v->info;
+        return sd_bus_message_append(reply, "(sssb)", i->bdev_path, i->bdev_script, i->bdev_devtype, (int) i->bdev_rw);
+}
+
+/* Replies to the message of a single volume operation. */
+static void reply_single(VolumeOp *op, void *userdata) {
+        sd_bus_message *m = userdata;
+        if (op->err.code != SE_OK)
+                error_reply(m, &op->err);
+        else if (op->kind == VOP_VERIFY)
+                sd_bus_reply_method_return(m, "b", (int) op->verified);
+        else if (op->kind == VOP_CREATE)
+                sd_bus_reply_method_return(m, "o", op->volume->object_path);
+        else
+                sd_bus_reply_method_return(m, "");
+        sd_bus_message_unref(m);
+}
+
+int bus_submit_volume_op(sd_bus_message *m, VolumeOp *op) {
+        op->done = reply_single;
+        op->userdata = sd_bus_message_ref(m);
+        volume_op_submit(op);
+        return 1;
+}
+
+static int submit(sd_bus_message *m, Volume *v, VolumeOpKind kind, bool with_shrink, sd_bus_error *error,
+                  VolumeOp **ret) {
+        Options o;
+        int r = read_options(m, &o, with_shrink, error);
+        if (r < 0)
+                return r;
+        VolumeOp *op = volume_op_new(kind, v, NULL, NULL);
+        op->allow_shrink = o.allow_shrink;
+        if (ret)
+                *ret = op;
+        return 0;
+}
+
+#define SIMPLE_METHOD(fn, kind)                                                                             \
+        static int fn(sd_bus_message *m, void *userdata, sd_bus_error *error) {                            \
+                VolumeOp *op = NULL;                                                                        \
+                int r = submit(m, userdata, kind, false, error, &op);                                       \
+                return r < 0 ? r : bus_submit_volume_op(m, op);                                             \
+        }
+
+SIMPLE_METHOD(method_start, VOP_START)
+SIMPLE_METHOD(method_stop, VOP_STOP)
+SIMPLE_METHOD(method_verify, VOP_VERIFY)
+SIMPLE_METHOD(method_remove, VOP_REMOVE)
+
+static int method_resize(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Volume *v = userdata;
+        uint64_t size;
+        int r = sd_bus_message_read(m, "t", &size);
+        if (r < 0)
+                return r;
+        if (!valid_size(size))
+                return error_set(error, SE_INVALID_ARGUMENT, "Invalid size %" G_GUINT64_FORMAT " for volume %s:%s",
+                                 size, v->pool->name, v->spec->vid);
+        VolumeOp *op = NULL;
+        r = submit(m, v, VOP_RESIZE, true, error, &op);
+        if (r < 0)
+                return r;
+        op->size = size;
+        return bus_submit_volume_op(m, op);
+}
+
+static int method_revert(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        const char *rev;
+        int r = sd_bus_message_read(m, "s", &rev);
+        if (r < 0)
+                return r;
+        VolumeOp *op = NULL;
+        r = submit(m, userdata, VOP_REVERT, false, error, &op);
+        if (r < 0)
+                return r;
+        op->revision = *rev ? g_strdup(rev) : NULL;
+        return bus_submit_volume_op(m, op);
+}
+
+static int method_set_rw(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        int rw;
+        int r = sd_bus_message_read(m, "b", &rw);
+        if (r < 0)
+                return r;
+        VolumeOp *op = NULL;
+        r = submit(m, userdata, VOP_SET_RW, false, error, &op);
+        if (r < 0)
+                return r;
+        op->rw = rw;
+        return bus_submit_volume_op(m, op);
+}
+
+static int method_set_revisions(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Volume *v = userdata;
+        int32_t n;
+        int r = sd_bus_message_read(m, "i", &n);
+        if (r < 0)
+                return r;
+        g_autofree char *what = g_strdup_printf("volume %s:%s", v->pool->name, v->spec->vid);
+        if (bus_check_revisions(v->pool, n, what, error) < 0)
+                return -EINVAL;
+        VolumeOp *op = NULL;
+        r = submit(m, v, VOP_SET_REVISIONS, false, error, &op);
+        if (r < 0)
+                return r;
+        op->revisions_to_keep = n;
+        return bus_submit_volume_op(m, op);
+}
+
+typedef struct Batch {
+        sd_bus_message *message;
+        unsigned remaining;
+        StorageError err;
+} Batch;
+
+static void batch_one_done(VolumeOp *op, void *userdata) {
+        Batch *b = userdata;
+        if (op->err.code != SE_OK && b->err.code == SE_OK)
+                se_move(&b->err, &op->err);
+        if (--b->remaining > 0)
+                return;
+        if (b->err.code != SE_OK)
+                error_reply(b->message, &b->err);
+        else
+                sd_bus_reply_method_return(b->message, "");
+        se_clear(&b->err);
+        sd_bus_message_unref(b->message);
+        g_free(b);
+}
+
+int bus_volumes_batch(sd_bus_message *m, VolumeOpKind kind, sd_bus_error *error) {
+        g_auto(GStrv) paths = NULL;
+        int r = sd_bus_message_read_strv(m, &paths);
+        if (r < 0)
+                return r;
+        Options o;
+        r = read_options(m, &o, false, error);
+        if (r < 0)
+                return r;
+        size_t n = paths ? g_strv_length(paths) : 0;
+        g_autofree Volume **vols = g_new0(Volume *, n + 1);
+        for (size_t i = 0; i < n; i++) {
+                vols[i] = model_find_volume_by_path(paths[i]);
+                if (!vols[i])
+                        return error_set(error, SE_NO_SUCH_VOLUME, "No volume at %s", paths[i]);
+        }
+        if (n == 0)
+                return sd_bus_reply_method_return(m, "");
+        Batch *b = g_new0(Batch, 1);
+        b->message = sd_bus_message_ref(m);
+        b->remaining = n;
+        for (size_t i = 0; i < n; i++)
+                volume_op_submit(volume_op_new(kind, vols[i], batch_one_done, b));
+        return 1;
+}
+
+static const sd_bus_vtable volume_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Vid", "s", property_vid, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Name", "s", property_name, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Vm", "s", property_vm, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Pool", "o", property_pool, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Source", "s", property_source, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("SnapOnStart", "b", property_snap_on_start, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("SaveOnStop", "b", property_save_on_stop, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Rw", "b", property_rw, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("RevisionsToKeep", "i", property_revisions_to_keep, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Size", "t", property_size, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Usage", "t", property_size, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Revisions", "a(ss)", property_revisions, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("IsDirty", "b", property_dirty, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("IsOutdated", "b", property_outdated, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Started", "b", property_started, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Path", "s", property_path, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("BlockDevice", "(sssb)", property_block_device, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("KernelsDir", "s", property_kernels_dir, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_METHOD_WITH_ARGS("Start", SD_BUS_ARGS("a{sv}", options), SD_BUS_NO_RESULT, method_start,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Stop", SD_BUS_ARGS("a{sv}", options), SD_BUS_NO_RESULT, method_stop,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Verify", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("b", ok), method_verify,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Remove", SD_BUS_ARGS("a{sv}", options), SD_BUS_NO_RESULT, method_remove,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Resize", SD_BUS_ARGS("t", size, "a{sv}", options), SD_BUS_NO_RESULT, method_resize,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Revert", SD_BUS_ARGS("s", revision, "a{sv}", options), SD_BUS_NO_RESULT,
+                                method_revert, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SetRw", SD_BUS_ARGS("b", rw, "a{sv}", options), SD_BUS_NO_RESULT, method_set_rw,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SetRevisionsToKeep", SD_BUS_ARGS("i", n, "a{sv}", options), SD_BUS_NO_RESULT,
+                                method_set_revisions, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("SizeChanged", SD_BUS_ARGS("t", old_size, "t", new_size), 0),
+        SD_BUS_VTABLE_END,
+};
+
+int bus_volume_register(sd_bus *bus) {
+        return sd_bus_add_fallback_vtable(bus, NULL, POOLS_PATH, VOLUME_INTERFACE, volume_vtable, find_volume, NULL);
+}
+
+void bus_volume_added(Volume *v) {
+        if (bus_connection)
+                sd_bus_emit_interfaces_added(bus_connection, v->object_path, VOLUME_INTERFACE, NULL);
+}
+
+void bus_volume_removed(Volume *v) {
+        if (bus_connection)
+                sd_bus_emit_interfaces_removed(bus_connection, v->object_path, VOLUME_INTERFACE, NULL);
+}
+
+void bus_volume_changed(Volume *v, const char *const *props) {
+        if (bus_connection)
+                sd_bus_emit_properties_changed_strv(bus_connection, v->object_path, VOLUME_INTERFACE, (char **) props);
+}
+
+void bus_volume_size_changed(Volume *v, uint64_t old_size, uint64_t new_size) {
+        if (bus_connection)
+                sd_bus_emit_signal(bus_connection, v->object_path, VOLUME_INTERFACE, "SizeChanged", "tt", old_size,
+                                   new_size);
+}

@@ -1,0 +1,36 @@
+/* The bus layer: one file per interface; this header is what they share. */
+#pragma once
+
+#include <systemd/sd-bus.h>
+
+#include "model.h"
+#include "volume-ops.h"
+
+#define MANAGER_INTERFACE "org.qubes.Storage1.Manager"
+#define POOL_INTERFACE "org.qubes.Storage1.Pool"
+#define VOLUME_INTERFACE "org.qubes.Storage1.Volume"
+
+extern sd_bus *bus_connection;
+
+int bus_manager_register(sd_bus *bus);
+int bus_pool_register(sd_bus *bus);
+int bus_volume_register(sd_bus *bus);
+
+/* Model notifications turned into signals (bus-pool.c, bus-volume.c). */
+void bus_pool_added(Pool *p);
+void bus_pool_removed(Pool *p);
+void bus_pool_changed(Pool *p, const char *const *props);
+void bus_volume_added(Volume *v);
+void bus_volume_removed(Volume *v);
+void bus_volume_changed(Volume *v, const char *const *props);
+void bus_volume_size_changed(Volume *v, uint64_t old_size, uint64_t new_size);
+
+/* revisions_to_keep n within the driver's limits? what names the object. */
+int bus_check_revisions(Pool *p, int n, const char *what, sd_bus_error *error);
+
+/* Submits a volume op that replies to m when it completes (empty reply,
+ * or "b" for verify, "o" for create). */
+int bus_submit_volume_op(sd_bus_message *m, VolumeOp *op);
+/* Operation on many volumes in parallel; replies when all are done, with
+ * the error of one failure if any failed. */
+int bus_volumes_batch(sd_bus_message *m, VolumeOpKind kind, sd_bus_error *error);

@@ -1,0 +1,258 @@
+/* qubes-storaged: options, state loading, embedded defaults, the event loop. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "bus.h"
+#include "errors.h"
+#include "macros.h"
+#include "store.h"
+#include "usage.h"
+#include "validate.h"
+
+#define BUS_NAME "org.qubes.Storage1"
+#define WORKER_THREADS 16
+
+static struct {
+        const char *bus;
+        const char *state_dir;
+        const char *base_dir;
+} arg = { "system", "/var/lib/qubes-storage", "/var/lib/qubes" };
+
+static void usage(FILE *f) {
+        fprintf(f,
+                "Usage: qubes-storaged [OPTIONS]\n"
+                "  --bus system|session|ADDRESS  bus to serve on (default: system)\n"
+                "  --state-dir DIR               state directory (default: $STATE_DIRECTORY or /var/lib/qubes-storage)\n"
+                "  --base-dir DIR                base of the default pools (default: /var/lib/qubes)\n"
+                "  --version                     print the version\n");
+}
+
+static int parse_args(int argc, char **argv) {
+        static const struct option options[] = {
+                { "bus", required_argument, NULL, 'b' },
+                { "state-dir", required_argument, NULL, 's' },
+                { "base-dir", required_argument, NULL, 'd' },
+                { "version", no_argument, NULL, 'V' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        const char *env = getenv("STATE_DIRECTORY");
+        if (env && *env)
+                arg.state_dir = env; /* systemd may pass several, ':'-separated: the unit names one */
+        int c;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                switch (c) {
+                case 'b':
+                        arg.bus = optarg;
+                        break;
+                case 's':
+                        arg.state_dir = optarg;
+                        break;
+                case 'd':
+                        arg.base_dir = optarg;
+                        break;
+                case 'V':
+                        puts(VERSION);
+                        exit(EXIT_SUCCESS);
+                case 'h':
+                        usage(stdout);
+                        exit(EXIT_SUCCESS);
+                default:
+                        usage(stderr);
+                        return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                usage(stderr);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static void load_pool(const char *name, const char *driver, GHashTable *config, void *userdata) {
+        const Driver *d = driver_find(driver);
+        if (!d || !valid_pool_name(name)) {
+                g_warning("Skipping pool %s: unknown driver '%s' or invalid name", name, driver);
+                return;
+        }
+        StorageError err = STORAGE_ERROR_INIT;
+        Pool *p = pool_open_config(name, d, config, &err);
+        if (!p) {
+                g_warning("Skipping pool %s: %s", name, err.message);
+                se_clear(&err);
+                return;
+        }
+        model_add_pool(p);
+}
+
+static void load_volume(const char *pool, const VolumeSpec *spec, bool started, void *userdata) {
+        Pool *p = model_find_pool(pool);
+        if (!p || !p->driver->creates_volumes)
+                return;
+        g_autoptr(GError) e = NULL;
+        VolumeSpec *s = volume_spec_copy(spec);
+        StorageError err = STORAGE_ERROR_INIT;
+        if (!valid_vid(s->vid) || !valid_vm_name(s->name) || !valid_vm_name(s->vm) ||
+            p->driver->volume_init(p->drv, s, &err) < 0 || !valid_vid(s->vid) || strcmp(s->vid, spec->vid) != 0 ||
+            g_hash_table_contains(p->volumes, s->vid)) {
+                g_warning("Skipping volume %s:%s: invalid record%s%s", pool, spec->vid, err.message ? ": " : "",
+                          err.message ? err.message : "");
+                se_clear(&err);
+                volume_spec_free(s);
+                return;
+        }
+        model_add_volume(volume_new(p, s, started));
+}
+
+static int add_default_pool(const char *name, const char *driver, const char *dir) {
+        const Driver *d = driver_find(driver);
+        g_autoptr(GHashTable) config = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        g_hash_table_insert(config, g_strdup("dir_path"), g_strdup(dir));
+        StorageError err = STORAGE_ERROR_INIT;
+        Pool *p = pool_open_config(name, d, config, &err);
+        if (!p || d->pool_setup(p->drv, &err) < 0 ||
+            store_save_pool(model_state_dir, name, driver, p->config, &err) < 0) {
+                g_warning("Cannot create the default pool %s on %s: %s", name, dir, err.message);
+                se_clear(&err);
+                if (p)
+                        pool_unref(p);
+                return -EIO;
+        }
+        model_add_pool(p);
+        return 0;
+}
+
+/* Runs before the event loop: blocking I/O is fine here. */
+static int load_state(void) {
+        StorageError err = STORAGE_ERROR_INIT;
+        if (store_init(arg.state_dir, &err) < 0) {
+                g_critical("%s", err.message);
+                se_clear(&err);
+                return -EIO;
+        }
+        StoreLoader loader = { load_pool, load_volume, NULL };
+        int skipped = store_load(arg.state_dir, &loader);
+        g_autoptr(GPtrArray) pools = model_pools();
+        if (pools->len == 0 && skipped == 0) {
+                g_autofree char *kernels = g_build_filename(arg.base_dir, "vm-kernels", NULL);
+                if (add_default_pool("varlibqubes", "file", arg.base_dir) < 0 ||
+                    add_default_pool("linux-kernel", "linux-kernel", kernels) < 0)
+                        return -EIO;
+                g_ptr_array_unref(pools);
+                pools = model_pools();
+        }
+        for (size_t i = 0; i < pools->len; i++) {
+                Pool *p = pools->pdata[i];
+                pool_usage_read_now(p);
+                g_autoptr(GPtrArray) vols = pool_volumes_sorted(p);
+                for (size_t j = 0; j < vols->len; j++)
+                        if (!((Volume *) vols->pdata[j])->discovered)
+                                volume_query_now(vols->pdata[j]);
+        }
+        return 0;
+}
+
+static int open_bus(sd_bus **ret) {
+        if (strcmp(arg.bus, "system") == 0)
+                return sd_bus_open_system(ret);
+        if (strcmp(arg.bus, "session") == 0)
+                return sd_bus_open_user(ret);
+        sd_bus *bus = NULL;
+        int r = sd_bus_new(&bus);
+        if (r >= 0)
+                r = sd_bus_set_address(bus, arg.bus);
+        if (r >= 0)
+                r = sd_bus_set_bus_client(bus, 1);
+        if (r >= 0)
+                r = sd_bus_start(bus);
+        if (r < 0) {
+                sd_bus_unref(bus);
+                return r;
+        }
+        *ret = bus;
+        return 0;
+}
+
+static const ModelHooks bus_hooks = {
+        .pool_added = bus_pool_added,
+        .pool_removed = bus_pool_removed,
+        .pool_changed = bus_pool_changed,
+        .volume_added = bus_volume_added,
+        .volume_removed = bus_volume_removed,
+        .volume_changed = bus_volume_changed,
+        .volume_size_changed = bus_volume_size_changed,
+};
+
+int main(int argc, char **argv) {
+        int r = parse_args(argc, argv);
+        if (r < 0)
+                return EXIT_FAILURE;
+        model_state_dir = arg.state_dir;
+
+        if (load_state() < 0)
+                return EXIT_FAILURE;
+
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+
+        r = sd_event_default(&event);
+        if (r >= 0)
+                r = sd_event_add_signal(event, NULL, SIGTERM, NULL, NULL);
+        if (r >= 0)
+                r = sd_event_add_signal(event, NULL, SIGINT, NULL, NULL);
+        if (r >= 0)
+                r = tasks_init(event, WORKER_THREADS);
+        if (r >= 0)
+                r = usage_init(event);
+        if (r < 0) {
+                fprintf(stderr, "Cannot set up the event loop: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
+        r = open_bus(&bus);
+        if (r < 0) {
+                fprintf(stderr, "Cannot connect to the %s bus: %s\n", arg.bus, strerror(-r));
+                return EXIT_FAILURE;
+        }
+        r = errors_register();
+        if (r >= 0)
+                r = bus_manager_register(bus);
+        if (r >= 0)
+                r = bus_pool_register(bus);
+        if (r >= 0)
+                r = bus_volume_register(bus);
+        if (r >= 0)
+                r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0) {
+                fprintf(stderr, "Cannot publish the objects: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
+        bus_connection = bus;
+        model_set_hooks(&bus_hooks);
+        r = sd_bus_request_name(bus, BUS_NAME, 0);
+        if (r < 0) {
+                fprintf(stderr, "Cannot own %s: %s\n", BUS_NAME, strerror(-r));
+                return EXIT_FAILURE;
+        }
+        fprintf(stderr, "qubes-storaged %s: serving %s on the %s bus, state in %s\n", VERSION, BUS_NAME, arg.bus,
+                arg.state_dir);
+        r = sd_event_loop(event);
+        bus_connection = NULL;
+        usage_shutdown();
+        tasks_shutdown();
+        if (r < 0) {
+                fprintf(stderr, "Event loop failed: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
+        return EXIT_SUCCESS;
+}

@@ -1,0 +1,298 @@
+#include "model.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "paths.h"
+
+const char *model_state_dir;
+
+static ModelHooks hooks;
+static GHashTable *pools; /* name -> Pool* */
+
+void model_set_hooks(const ModelHooks *h) {
+        hooks = *h;
+}
+
+static GHashTable *pools_table(void) {
+        if (!pools)
+                pools = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) pool_unref);
+        return pools;
+}
+
+Pool *pool_new(const char *name, const Driver *driver, void *drv, GHashTable *config, int revisions_to_keep) {
+        Pool *p = g_new0(Pool, 1);
+        p->ref = 1;
+        p->name = g_strdup(name);
+        p->object_path = pool_object_path(name);
+        p->driver = driver;
+        p->drv = drv;
+        p->config = g_hash_table_ref(config);
+        p->revisions_to_keep = revisions_to_keep;
+        p->volumes = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) volume_unref);
+        p->reserved = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        p->queue = task_queue_new();
+        return p;
+}
+
+Pool *pool_ref(Pool *p) {
+        p->ref++;
+        return p;
+}
+
+void pool_unref(Pool *p) {
+        if (!p || --p->ref > 0)
+                return;
+        g_hash_table_unref(p->volumes);
+        g_hash_table_unref(p->reserved);
+        g_hash_table_unref(p->config);
+        if (p->usage_waiters)
+                g_ptr_array_unref(p->usage_waiters);
+        if (p->driver && p->drv)
+                p->driver->pool_free(p->drv);
+        task_queue_unref(p->queue);
+        free(p->object_path);
+        g_free(p->name);
+        g_free(p);
+}
+
+void model_add_pool(Pool *p) {
+        g_hash_table_insert(pools_table(), p->name, p);
+        if (hooks.pool_added)
+                hooks.pool_added(p);
+}
+
+void model_remove_pool(Pool *p) {
+        p->removed = true;
+        if (hooks.pool_removed)
+                hooks.pool_removed(p);
+        g_hash_table_remove(pools_table(), p->name);
+}
+
+Pool *model_find_pool(const char *name) {
+        return g_hash_table_lookup(pools_table(), name);
+}
+
+static int cmp_pool(gconstpointer a, gconstpointer b) {
+        return strcmp((*(Pool *const *) a)->name, (*(Pool *const *) b)->name);
+}
+
+static int cmp_volume(gconstpointer a, gconstpointer b) {
+        return strcmp((*(Volume *const *) a)->spec->vid, (*(Volume *const *) b)->spec->vid);
+}
+
+static GPtrArray *sorted_values(GHashTable *t, GCompareFunc cmp) {
+        GPtrArray *a = g_ptr_array_sized_new(g_hash_table_size(t));
+        GHashTableIter it;
+        gpointer v;
+        g_hash_table_iter_init(&it, t);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+                g_ptr_array_add(a, v);
+        g_ptr_array_sort(a, cmp);
+        return a;
+}
+
+GPtrArray *model_pools(void) {
+        return sorted_values(pools_table(), cmp_pool);
+}
+
+GPtrArray *pool_volumes_sorted(Pool *p) {
+        return sorted_values(p->volumes, cmp_volume);
+}
+
+unsigned pool_created_volumes(Pool *p) {
+        unsigned n = g_hash_table_size(p->reserved);
+        GHashTableIter it;
+        gpointer v;
+        g_hash_table_iter_init(&it, p->volumes);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+                if (!((Volume *) v)->discovered)
+                        n++;
+        return n;
+}
+
+void pool_set_usage(Pool *p, const PoolUsage *u) {
+        const char *changed[4];
+        size_t n = 0;
+        if (u->size != p->usage.size)
+                changed[n++] = "Size";
+        if (u->usage != p->usage.usage)
+                changed[n++] = "Usage";
+        if (n > 0 || u->metadata_size != p->usage.metadata_size || u->metadata_usage != p->usage.metadata_usage ||
+            u->has_data != p->usage.has_data || u->has_metadata != p->usage.has_metadata)
+                changed[n++] = "UsageDetails";
+        changed[n] = NULL;
+        p->usage = *u;
+        if (n > 0 && hooks.pool_changed)
+                hooks.pool_changed(p, changed);
+}
+
+Volume *volume_new(Pool *pool, VolumeSpec *spec, bool started) {
+        Volume *v = g_new0(Volume, 1);
+        v->ref = 1;
+        v->pool = pool_ref(pool);
+        v->spec = spec;
+        v->started = started;
+        v->object_path = volume_object_path(pool->name, spec->vid);
+        v->queue = task_queue_new();
+        v->info.size = spec->size;
+        volume_info_fill_defaults(&v->info);
+        return v;
+}
+
+Volume *volume_ref(Volume *v) {
+        v->ref++;
+        return v;
+}
+
+void volume_unref(Volume *v) {
+        if (!v || --v->ref > 0)
+                return;
+        volume_spec_free(v->spec);
+        volume_info_clear(&v->info);
+        task_queue_unref(v->queue);
+        free(v->object_path);
+        pool_unref(v->pool);
+        g_free(v);
+}
+
+void model_add_volume(Volume *v) {
+        g_hash_table_insert(v->pool->volumes, v->spec->vid, v);
+        if (hooks.volume_added)
+                hooks.volume_added(v);
+}
+
+void model_remove_volume(Volume *v) {
+        v->removed = true;
+        if (hooks.volume_removed)
+                hooks.volume_removed(v);
+        g_hash_table_remove(v->pool->volumes, v->spec->vid);
+}
+
+Volume *model_find_volume(const char *pool, const char *vid) {
+        Pool *p = model_find_pool(pool);
+        return p ? g_hash_table_lookup(p->volumes, vid) : NULL;
+}
+
+Volume *model_find_volume_by_path(const char *object_path) {
+        g_autofree char *pool = NULL, *vid = NULL;
+        if (!parse_volume_path(object_path, &pool, &vid))
+                return NULL;
+        return model_find_volume(pool, vid);
+}
+
+static bool revisions_equal(const VolumeInfo *a, const VolumeInfo *b) {
+        if (a->n_revisions != b->n_revisions)
+                return false;
+        for (size_t i = 0; i < a->n_revisions; i++)
+                if (strcmp(a->revisions[i].id, b->revisions[i].id) != 0 ||
+                    strcmp(a->revisions[i].timestamp, b->revisions[i].timestamp) != 0)
+                        return false;
+        return true;
+}
+
+void volume_set_info(Volume *v, VolumeInfo *info) {
+        volume_info_fill_defaults(info);
+        VolumeInfo *o = &v->info;
+        const char *changed[10];
+        size_t n = 0;
+        uint64_t old_size = o->size;
+        if (o->size != info->size)
+                changed[n++] = "Size";
+        if (o->usage != info->usage)
+                changed[n++] = "Usage";
+        if (o->dirty != info->dirty)
+                changed[n++] = "IsDirty";
+        if (o->outdated != info->outdated)
+                changed[n++] = "IsOutdated";
+        if (!revisions_equal(o, info))
+                changed[n++] = "Revisions";
+        if (strcmp(o->path, info->path) != 0)
+                changed[n++] = "Path";
+        if (strcmp(o->bdev_path, info->bdev_path) != 0 || strcmp(o->bdev_script, info->bdev_script) != 0 ||
+            strcmp(o->bdev_devtype, info->bdev_devtype) != 0 || o->bdev_rw != info->bdev_rw)
+                changed[n++] = "BlockDevice";
+        if (strcmp(o->kernels_dir, info->kernels_dir) != 0)
+                changed[n++] = "KernelsDir";
+        changed[n] = NULL;
+        volume_info_clear(o);
+        *o = *info;
+        memset(info, 0, sizeof(*info));
+        if (v->removed)
+                return;
+        if (old_size != o->size && hooks.volume_size_changed)
+                hooks.volume_size_changed(v, old_size, o->size);
+        if (n > 0 && hooks.volume_changed)
+                hooks.volume_changed(v, changed);
+}
+
+void volume_set_spec(Volume *v, VolumeSpec *spec, bool started) {
+        const char *changed[4];
+        size_t n = 0;
+        if (spec->rw != v->spec->rw)
+                changed[n++] = "Rw";
+        if (spec->revisions_to_keep != v->spec->revisions_to_keep)
+                changed[n++] = "RevisionsToKeep";
+        if (started != v->started)
+                changed[n++] = "Started";
+        changed[n] = NULL;
+        /* The vid keys the pool's table: keep the same string. */
+        g_assert(strcmp(spec->vid, v->spec->vid) == 0);
+        char *vid = v->spec->vid;
+        v->spec->vid = spec->vid;
+        spec->vid = vid;
+        volume_spec_free(v->spec);
+        v->spec = spec;
+        v->started = started;
+        if (n > 0 && !v->removed && hooks.volume_changed)
+                hooks.volume_changed(v, changed);
+}
+
+int parse_revisions(const char *s, int *out) {
+        if (!s || !*s)
+                return -EINVAL;
+        char *end = NULL;
+        errno = 0;
+        long n = strtol(s, &end, 10);
+        if (errno || *end || n < 0 || n > INT_MAX)
+                return -EINVAL;
+        *out = (int) n;
+        return 0;
+}
+
+Pool *pool_open_config(const char *name, const Driver *d, GHashTable *config, StorageError *err) {
+        GHashTableIter it;
+        gpointer k;
+        g_hash_table_iter_init(&it, config);
+        while (g_hash_table_iter_next(&it, &k, NULL))
+                if (!g_strv_contains(d->params, k)) {
+                        se_set(err, SE_INVALID_ARGUMENT, "Unknown parameter '%s' for driver %s (pool %s)",
+                               (const char *) k, d->name, name);
+                        return NULL;
+                }
+        int revisions = 0;
+        if (g_strv_contains(d->params, "revisions_to_keep")) {
+                const char *s = g_hash_table_lookup(config, "revisions_to_keep");
+                revisions = 1;
+                if (s && parse_revisions(s, &revisions) < 0) {
+                        se_set(err, SE_INVALID_ARGUMENT, "Invalid revisions_to_keep '%s' for pool %s", s, name);
+                        return NULL;
+                }
+                if (d->max_revisions_to_keep >= 0 && revisions > d->max_revisions_to_keep) {
+                        se_set(err, SE_NOT_SUPPORTED, "Pool %s: the %s driver keeps at most %d revisions, not %d",
+                               name, d->name, d->max_revisions_to_keep, revisions);
+                        return NULL;
+                }
+                g_hash_table_replace(config, g_strdup("revisions_to_keep"), g_strdup_printf("%d", revisions));
+        }
+        void *drv = NULL;
+        StorageError e = STORAGE_ERROR_INIT;
+        if (d->pool_open(config, &drv, &e) < 0) {
+                se_set(err, e.code, "Pool %s: %s", name, e.message);
+                se_clear(&e);
+                return NULL;
+        }
+        return pool_new(name, d, drv, config, revisions);
+}

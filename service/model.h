@@ -1,0 +1,92 @@
+/* The in-memory model: pools and their volumes as the loop thread sees them.
+ * Only the loop thread touches these structures. Workers get copies. */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "driver.h"
+#include "jobs.h"
+
+typedef struct Pool Pool;
+typedef struct Volume Volume;
+
+struct Pool {
+        unsigned ref;
+        char *name;
+        char *object_path;
+        const Driver *driver;
+        void *drv;                /* the driver's pool handle */
+        GHashTable *config;       /* as saved: parameters and revisions_to_keep */
+        int revisions_to_keep;
+        GHashTable *volumes;      /* vid -> Volume* (published volumes) */
+        GHashTable *reserved;     /* vids being created */
+        TaskQueue *queue;         /* pool-level operations */
+        bool removed;             /* RemovePool done or in progress */
+        PoolUsage usage;          /* last read */
+        uint64_t usage_read_usec; /* CLOCK_MONOTONIC of the last read, 0 = never */
+        bool usage_busy, usage_again;
+        void *usage_timer;        /* sd_event_source of a delayed refresh */
+        GPtrArray *usage_waiters; /* callbacks for the next refresh */
+};
+
+struct Volume {
+        unsigned ref;
+        Pool *pool;               /* a reference */
+        char *object_path;
+        VolumeSpec *spec;
+        bool started;
+        bool discovered;          /* defined by the storage (linux-kernel) */
+        bool removed;
+        VolumeInfo info;          /* last read from the storage */
+        TaskQueue *queue;
+};
+
+/* Notifications for the bus layer; every callback is optional. */
+typedef struct ModelHooks {
+        void (*pool_added)(Pool *p);
+        void (*pool_removed)(Pool *p);
+        void (*pool_changed)(Pool *p, const char *const *props);
+        void (*volume_added)(Volume *v);
+        void (*volume_removed)(Volume *v);
+        void (*volume_changed)(Volume *v, const char *const *props);
+        void (*volume_size_changed)(Volume *v, uint64_t old_size, uint64_t new_size);
+} ModelHooks;
+
+extern const char *model_state_dir;
+
+void model_set_hooks(const ModelHooks *hooks);
+
+/* Pools */
+Pool *pool_new(const char *name, const Driver *driver, void *drv, GHashTable *config, int revisions_to_keep);
+/* Checks the parameters against the driver (normalising config in place,
+ * filling revisions_to_keep) and opens the driver's pool. No I/O. */
+Pool *pool_open_config(const char *name, const Driver *d, GHashTable *config, StorageError *err);
+Pool *pool_ref(Pool *p);
+void pool_unref(Pool *p);
+void model_add_pool(Pool *p);          /* takes the reference */
+void model_remove_pool(Pool *p);
+Pool *model_find_pool(const char *name);
+/* Sorted by name; the array does not own the pools. */
+GPtrArray *model_pools(void);
+/* Sorted by vid; the array does not own the volumes. */
+GPtrArray *pool_volumes_sorted(Pool *p);
+unsigned pool_created_volumes(Pool *p);
+void pool_set_usage(Pool *p, const PoolUsage *u);
+
+/* Volumes */
+Volume *volume_new(Pool *pool, VolumeSpec *spec, bool started);  /* takes spec */
+Volume *volume_ref(Volume *v);
+void volume_unref(Volume *v);
+void model_add_volume(Volume *v);      /* takes the reference */
+void model_remove_volume(Volume *v);
+Volume *model_find_volume(const char *pool, const char *vid);
+Volume *model_find_volume_by_path(const char *object_path);
+/* Replaces what the storage said about the volume and announces changes. */
+void volume_set_info(Volume *v, VolumeInfo *info);     /* takes info */
+/* Announces changes of attributes (rw, revisions_to_keep, started). */
+void volume_set_spec(Volume *v, VolumeSpec *spec, bool started); /* takes spec */
+
+/* Parses revisions_to_keep from a pool config value. */
+int parse_revisions(const char *s, int *out);

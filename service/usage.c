@@ -1,0 +1,176 @@
+#include "usage.h"
+
+#include <string.h>
+#include <time.h>
+
+#include "macros.h"
+#include "volume-ops.h"
+
+typedef struct Waiter {
+        UsageDone done;
+        void *userdata;
+} Waiter;
+
+typedef struct UsageTask {
+        Task task;
+        Pool *pool;
+        PoolUsage usage;
+        char **vids;
+        bool scanned;
+        GPtrArray *waiters;
+} UsageTask;
+
+static sd_event *event;
+static sd_event_source *periodic;
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static void read_storage(Pool *p, PoolUsage *u, char ***vids, bool *scanned) {
+        *u = (PoolUsage) { 0 };
+        p->driver->pool_usage(p->drv, u, NULL);
+        *scanned = p->driver->pool_scan && p->driver->pool_scan(p->drv, vids, NULL) >= 0;
+}
+
+/* Publishes the volumes the storage defines and drops those that vanished. */
+static void apply_scan(Pool *p, char **vids, bool now) {
+        g_autoptr(GPtrArray) current = pool_volumes_sorted(p);
+        for (size_t i = 0; i < current->len; i++) {
+                Volume *v = current->pdata[i];
+                if (v->discovered && (!vids || !g_strv_contains((const char *const *) vids, v->spec->vid)))
+                        model_remove_volume(v);
+        }
+        for (size_t i = 0; vids && vids[i]; i++) {
+                if (g_hash_table_contains(p->volumes, vids[i]))
+                        continue;
+                VolumeSpec *s = g_new0(VolumeSpec, 1);
+                s->vid = g_strdup(vids[i]);
+                s->name = g_strdup(vids[i]);
+                s->vm = g_strdup("");
+                Volume *v = volume_new(p, s, false);
+                v->discovered = true;
+                if (now)
+                        volume_query_now(v);
+                model_add_volume(v);
+                if (!now)
+                        volume_op_submit(volume_op_new(VOP_QUERY, v, NULL, NULL));
+        }
+}
+
+void pool_usage_read_now(Pool *p) {
+        PoolUsage u;
+        char **vids = NULL;
+        bool scanned;
+        read_storage(p, &u, &vids, &scanned);
+        pool_set_usage(p, &u);
+        p->usage_read_usec = now_usec();
+        if (scanned)
+                apply_scan(p, vids, true);
+        g_strfreev(vids);
+}
+
+static void usage_work(Task *t) {
+        UsageTask *u = (UsageTask *) t;
+        read_storage(u->pool, &u->usage, &u->vids, &u->scanned);
+}
+
+static void start_refresh(Pool *p);
+
+static void usage_done(Task *t) {
+        UsageTask *u = (UsageTask *) t;
+        Pool *p = u->pool;
+        p->usage_busy = false;
+        p->usage_read_usec = now_usec();
+        if (!p->removed) {
+                pool_set_usage(p, &u->usage);
+                if (u->scanned)
+                        apply_scan(p, u->vids, false);
+        }
+        for (size_t i = 0; u->waiters && i < u->waiters->len; i++) {
+                Waiter *w = u->waiters->pdata[i];
+                w->done(p, w->userdata);
+        }
+        if (p->usage_again && !p->removed) {
+                p->usage_again = false;
+                pool_usage_request(p);
+        }
+        if (u->waiters)
+                g_ptr_array_unref(u->waiters);
+        g_strfreev(u->vids);
+        pool_unref(p);
+        g_free(u);
+}
+
+static void start_refresh(Pool *p) {
+        UsageTask *u = g_new0(UsageTask, 1);
+        u->task.work = usage_work;
+        u->task.done = usage_done;
+        u->pool = pool_ref(p);
+        u->waiters = TAKE_PTR(p->usage_waiters);
+        p->usage_busy = true;
+        task_submit(&u->task, NULL);
+}
+
+static int on_delay(sd_event_source *s, uint64_t usec, void *userdata) {
+        Pool *p = userdata;
+        p->usage_timer = sd_event_source_disable_unref(p->usage_timer);
+        if (!p->removed)
+                start_refresh(p);
+        pool_unref(p);
+        return 0;
+}
+
+void pool_usage_request(Pool *p) {
+        if (p->removed || p->usage_timer)
+                return;
+        if (p->usage_busy) {
+                p->usage_again = true;
+                return;
+        }
+        uint64_t now = now_usec(), next = p->usage_read_usec + USEC_PER_SEC;
+        if (!event || next <= now) {
+                start_refresh(p);
+                return;
+        }
+        sd_event_source *s = NULL;
+        if (sd_event_add_time(event, &s, CLOCK_MONOTONIC, next, 0, on_delay, pool_ref(p)) < 0) {
+                pool_unref(p);
+                start_refresh(p);
+                return;
+        }
+        p->usage_timer = s;
+}
+
+void pool_usage_refresh(Pool *p, UsageDone done, void *userdata) {
+        Waiter *w = g_new0(Waiter, 1);
+        w->done = done;
+        w->userdata = userdata;
+        if (!p->usage_waiters)
+                p->usage_waiters = g_ptr_array_new_with_free_func(g_free);
+        g_ptr_array_add(p->usage_waiters, w);
+        pool_usage_request(p);
+}
+
+static int on_period(sd_event_source *s, uint64_t usec, void *userdata) {
+        g_autoptr(GPtrArray) pools = model_pools();
+        for (size_t i = 0; i < pools->len; i++) {
+                pool_usage_request(pools->pdata[i]);
+                pool_refresh_volumes(pools->pdata[i]);
+        }
+        int r = sd_event_source_set_time_relative(s, USAGE_PERIOD_SEC * USEC_PER_SEC);
+        return r < 0 ? r : sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+int usage_init(sd_event *e) {
+        event = e;
+        return sd_event_add_time_relative(e, &periodic, CLOCK_MONOTONIC, USAGE_PERIOD_SEC * USEC_PER_SEC, 0,
+                                          on_period, NULL);
+}
+
+void usage_shutdown(void) {
+        periodic = sd_event_source_disable_unref(periodic);
+        event = NULL;
+}

@@ -1,0 +1,24 @@
+/* Pool usage freshness: re-read after operations that change it (at most
+ * once per second per pool) and every 30 s otherwise; PropertiesChanged only
+ * when a value changed (see model.c). Pools whose driver defines volumes by
+ * itself (linux-kernel) are re-scanned at the same time. */
+#pragma once
+
+#include <systemd/sd-event.h>
+
+#include "model.h"
+
+#define USAGE_PERIOD_SEC 30
+
+int usage_init(sd_event *event);
+void usage_shutdown(void);
+
+/* Asks for a refresh soon; coalesced. */
+void pool_usage_request(Pool *p);
+
+/* Refreshes now (or right after the running refresh) and calls done. */
+typedef void (*UsageDone)(Pool *p, void *userdata);
+void pool_usage_refresh(Pool *p, UsageDone done, void *userdata);
+
+/* Startup only, before the loop runs: reads usage and scans synchronously. */
+void pool_usage_read_now(Pool *p);

@@ -1,0 +1,237 @@
+#include "volume-ops.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "macros.h"
+#include "usage.h"
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VolumeInfo, volume_info_clear)
+
+static const char *const op_names[_VOP_MAX] = {
+        [VOP_CREATE] = "create", [VOP_REMOVE] = "remove",   [VOP_START] = "start",
+        [VOP_STOP] = "stop",     [VOP_VERIFY] = "verify",   [VOP_RESIZE] = "resize",
+        [VOP_REVERT] = "revert", [VOP_SET_RW] = "set-rw",   [VOP_SET_REVISIONS] = "set-revisions",
+        [VOP_QUERY] = "query",
+};
+
+const char *volume_op_name(VolumeOpKind kind) {
+        return op_names[kind];
+}
+
+/* Test seam: QUBES_STORAGED_TEST_SLOW_VID=<vid> and _SLOW_MS=<ms> make every
+ * storage operation on that volume wait first, so tests can observe the
+ * service while an operation is in progress. */
+static void test_delay(const char *vid) {
+        const char *slow = getenv("QUBES_STORAGED_TEST_SLOW_VID");
+        const char *ms = getenv("QUBES_STORAGED_TEST_SLOW_MS");
+        if (slow && ms && strcmp(slow, vid) == 0)
+                g_usleep(strtoul(ms, NULL, 10) * 1000);
+}
+
+static bool has_revision(const VolumeInfo *info, const char *rev) {
+        for (size_t i = 0; i < info->n_revisions; i++)
+                if (strcmp(info->revisions[i].id, rev) == 0)
+                        return true;
+        return false;
+}
+
+/* The rules every driver shares, checked against the storage's answers. */
+static int check_resize(VolumeOp *op, const Driver *d, const VolumeInfo *cur) {
+        const VolumeSpec *s = op->spec;
+        if (!s->rw)
+                return se_set(&op->err, SE_READ_ONLY, "Cannot resize %s: the volume is read-only", s->vid);
+        if (op->size == cur->size)
+                return 1;
+        if (op->size < cur->size && !op->allow_shrink)
+                return se_set(&op->err, SE_SHRINK_REFUSED,
+                              "For your own safety, shrinking of %s is disabled (%" PRIu64 " < %" PRIu64
+                              "); pass allow_shrink if you really mean it",
+                              s->vid, op->size, cur->size);
+        if (op->size < cur->size && !d->can_shrink)
+                return se_set(&op->err, SE_NOT_SUPPORTED, "Cannot shrink %s: the %s driver cannot shrink volumes",
+                              s->vid, d->name);
+        return 0;
+}
+
+static int check_revert(VolumeOp *op, const Driver *d, const VolumeInfo *cur) {
+        const VolumeSpec *s = op->spec;
+        if (!d->volume_revert)
+                return se_set(&op->err, SE_NOT_SUPPORTED, "Cannot revert %s: the %s driver keeps no revisions to revert to",
+                              s->vid, d->name);
+        if (cur->dirty || op->started)
+                return se_set(&op->err, SE_VOLUME_BUSY, "Cannot revert %s: the volume is not cleanly stopped", s->vid);
+        if (op->revision && !has_revision(cur, op->revision))
+                return se_set(&op->err, SE_NO_SUCH_REVISION, "Volume %s has no revision '%s'", s->vid, op->revision);
+        if (!op->revision && cur->n_revisions == 0)
+                return se_set(&op->err, SE_NO_SUCH_REVISION, "Volume %s has no revision to revert to", s->vid);
+        return 0;
+}
+
+static int run_driver(VolumeOp *op) {
+        Volume *v = op->volume;
+        const Driver *d = v->pool->driver;
+        void *drv = v->pool->drv;
+        VolumeSpec *s = op->spec;
+        g_auto(VolumeInfo) cur = { 0 };
+        int r;
+
+        switch (op->kind) {
+        case VOP_CREATE:
+                return d->volume_create(drv, s, &op->err);
+        case VOP_REMOVE:
+                return d->volume_remove(drv, s, &op->err);
+        case VOP_START:
+                if (op->started)
+                        return 0;
+                r = d->volume_start(drv, s, &op->err);
+                op->started = r >= 0;
+                return r;
+        case VOP_STOP:
+                if (!op->started)
+                        return 0;
+                r = d->volume_stop(drv, s, &op->err);
+                op->started = r < 0;
+                return r;
+        case VOP_VERIFY:
+                r = d->volume_verify(drv, s, &op->err);
+                op->verified = r >= 0;
+                return r;
+        case VOP_RESIZE:
+                d->volume_query(drv, s, &cur, NULL);
+                r = check_resize(op, d, &cur);
+                return r != 0 ? r : d->volume_resize(drv, s, op->size, &op->err);
+        case VOP_REVERT:
+                d->volume_query(drv, s, &cur, NULL);
+                r = check_revert(op, d, &cur);
+                return r != 0 ? r : d->volume_revert(drv, s, op->revision, &op->err);
+        case VOP_SET_RW:
+                if (op->started)
+                        return se_set(&op->err, SE_VOLUME_BUSY, "Cannot change rw of %s while it is started", s->vid);
+                s->rw = op->rw;
+                return d->volume_init(drv, s, &op->err);
+        case VOP_SET_REVISIONS:
+                s->revisions_to_keep = s->save_on_stop ? op->revisions_to_keep : 0;
+                return 0;
+        case VOP_QUERY:
+        case _VOP_MAX:
+                break;
+        }
+        return 0;
+}
+
+static bool op_persists(VolumeOpKind k) {
+        return k != VOP_VERIFY && k != VOP_QUERY;
+}
+
+static void op_prepare(Task *t) {
+        VolumeOp *op = (VolumeOp *) t;
+        Volume *v = op->volume;
+        if (v->removed || v->pool->removed) {
+                se_set(&op->err, SE_NO_SUCH_VOLUME, "Volume %s:%s was removed", v->pool->name, v->spec->vid);
+                t->skip = true;
+                return;
+        }
+        if (op->kind == VOP_REMOVE && v->started) {
+                se_set(&op->err, SE_VOLUME_BUSY, "Cannot remove %s:%s while it is started", v->pool->name,
+                       v->spec->vid);
+                t->skip = true;
+                return;
+        }
+        /* Copies taken now, after every earlier operation of this volume. */
+        op->spec = volume_spec_copy(v->spec);
+        op->started = v->started;
+        if (v->spec->source && !op->spec->source_spec) {
+                Volume *src = model_find_volume(v->pool->name, v->spec->source);
+                op->spec->source_spec = src ? volume_spec_copy(src->spec) : NULL;
+        }
+}
+
+static void op_work(Task *t) {
+        VolumeOp *op = (VolumeOp *) t;
+        Volume *v = op->volume;
+        const Driver *d = v->pool->driver;
+        StorageError serr = STORAGE_ERROR_INIT;
+
+        if (op->kind != VOP_QUERY)
+                test_delay(op->spec->vid);
+        int r = run_driver(op);
+
+        if (r >= 0 && op->kind == VOP_REMOVE) {
+                if (store_remove_volume(model_state_dir, v->pool->name, op->spec->vid, &serr) < 0)
+                        se_move(&op->err, &serr);
+                return;
+        }
+        if (r >= 0 && op_persists(op->kind) && !v->discovered &&
+            store_save_volume(model_state_dir, v->pool->name, op->spec, op->started, &serr) < 0) {
+                if (op->kind == VOP_CREATE)
+                        d->volume_remove(v->pool->drv, op->spec, NULL);
+                se_move(&op->err, &serr);
+        }
+        d->volume_query(v->pool->drv, op->spec, &op->info, NULL);
+}
+
+static void op_done(Task *t) {
+        VolumeOp *op = (VolumeOp *) t;
+        Volume *v = op->volume;
+        bool ok = op->err.code == SE_OK;
+
+        if (!t->skip) {
+                if (op->kind == VOP_REMOVE && ok)
+                        model_remove_volume(v);
+                else if (op->kind == VOP_CREATE) {
+                        g_hash_table_remove(v->pool->reserved, v->spec->vid);
+                        if (ok) {
+                                volume_set_info(v, &op->info);
+                                model_add_volume(volume_ref(v));
+                        }
+                } else {
+                        if (ok)
+                                volume_set_spec(v, TAKE_PTR(op->spec), op->started);
+                        volume_set_info(v, &op->info);
+                }
+                if (op->kind != VOP_QUERY && op->kind != VOP_VERIFY)
+                        pool_usage_request(v->pool);
+        } else if (op->kind == VOP_CREATE)
+                g_hash_table_remove(v->pool->reserved, v->spec->vid);
+
+        if (op->done)
+                op->done(op, op->userdata);
+        se_clear(&op->err);
+        volume_spec_free(op->spec);
+        volume_info_clear(&op->info);
+        g_free(op->revision);
+        volume_unref(op->volume);
+        g_free(op);
+}
+
+VolumeOp *volume_op_new(VolumeOpKind kind, Volume *v, VolumeOpDone done, void *userdata) {
+        VolumeOp *op = g_new0(VolumeOp, 1);
+        op->task.prepare = op_prepare;
+        op->task.work = op_work;
+        op->task.done = op_done;
+        op->kind = kind;
+        op->volume = volume_ref(v);
+        op->done = done;
+        op->userdata = userdata;
+        return op;
+}
+
+void volume_op_submit(VolumeOp *op) {
+        task_submit(&op->task, op->volume->queue);
+}
+
+void pool_refresh_volumes(Pool *p) {
+        g_autoptr(GPtrArray) vols = pool_volumes_sorted(p);
+        for (size_t i = 0; i < vols->len; i++)
+                volume_op_submit(volume_op_new(VOP_QUERY, vols->pdata[i], NULL, NULL));
+}
+
+/* Startup only, before the loop runs. */
+void volume_query_now(Volume *v) {
+        VolumeInfo info = { 0 };
+        v->pool->driver->volume_query(v->pool->drv, v->spec, &info, NULL);
+        volume_set_info(v, &info);
+}

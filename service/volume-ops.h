@@ -1,0 +1,60 @@
+/* Volume operations: one queued task per call, run on a worker under the
+ * volume's queue, with the rules every driver shares (read-only, shrink,
+ * busy, revisions), the state record written on the worker, and the model
+ * updated on the loop when the task completes. No sd-bus here. */
+#pragma once
+
+#include "model.h"
+
+typedef enum VolumeOpKind {
+        VOP_CREATE,
+        VOP_REMOVE,
+        VOP_START,
+        VOP_STOP,
+        VOP_VERIFY,
+        VOP_RESIZE,
+        VOP_REVERT,
+        VOP_SET_RW,
+        VOP_SET_REVISIONS,
+        VOP_QUERY,
+        _VOP_MAX,
+} VolumeOpKind;
+
+typedef struct VolumeOp VolumeOp;
+typedef void (*VolumeOpDone)(VolumeOp *op, void *userdata);
+
+struct VolumeOp {
+        Task task;
+        VolumeOpKind kind;
+        Volume *volume;
+        /* arguments */
+        uint64_t size;
+        bool allow_shrink;
+        char *revision;           /* NULL: newest */
+        bool rw;
+        int revisions_to_keep;
+        /* results, valid in the done callback */
+        StorageError err;
+        bool verified;
+        /* private */
+        VolumeSpec *spec;
+        bool started;
+        bool persist;
+        VolumeInfo info;
+        VolumeOpDone done;
+        void *userdata;
+};
+
+/* Volume op on an existing volume (or a new one, for VOP_CREATE: the volume
+ * is published when the create succeeds). Takes a reference to v. done runs
+ * on the loop; the op is freed after it returns. */
+VolumeOp *volume_op_new(VolumeOpKind kind, Volume *v, VolumeOpDone done, void *userdata);
+void volume_op_submit(VolumeOp *op);
+
+/* Reads what the storage says about v now (worker side of every op). */
+void volume_query_now(Volume *v);
+
+/* Loop side: queues a VOP_QUERY for every volume of the pool. */
+void pool_refresh_volumes(Pool *p);
+
+const char *volume_op_name(VolumeOpKind kind);
