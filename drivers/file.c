@@ -165,18 +165,20 @@ static int file_pool_usage(void *pool, PoolUsage *out, StorageError *err) {
 /* ---- volume: definition and creation ---- */
 
 static int file_volume_init(void *pool, VolumeSpec *v, StorageError *err) {
-        g_autofree char *vid = g_strdup(v->vid);
+        g_autofree char *default_vid = NULL;
+        const char *vid = v->vid;
         if (!vid || !*vid) {
                 if (!v->vm || !*v->vm || !v->name || !*v->name)
                         return se_set(err, SE_INVALID_ARGUMENT, "A volume needs a vid, or a vm and a name");
-                g_free(vid);
-                vid = volume_default_file_vid(v);
+                vid = default_vid = volume_default_file_vid(v);
         }
         if (v->snap_on_start && v->save_on_stop)
                 return se_set(err, SE_NOT_SUPPORTED,
                               "snap_on_start + save_on_stop not supported by file driver (volume %s)", vid);
-        g_free(v->vid);
-        v->vid = g_steal_pointer(&vid);
+        if (default_vid) {
+                g_free(v->vid);
+                v->vid = g_steal_pointer(&default_vid);
+        }
         if (kind_of(v) != KIND_ORIGIN)
                 v->revisions_to_keep = 0;
         return 0;

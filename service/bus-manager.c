@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "bus.h"
 #include "errors.h"
 #include "macros.h"
@@ -132,6 +133,10 @@ static int method_add_pool(sd_bus_message *m, void *userdata, sd_bus_error *erro
                 adding = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         if (model_find_pool(name) || g_hash_table_contains(adding, name))
                 return error_set(error, SE_ALREADY_EXISTS, "Pool %s already exists", name);
+        r = auth_check(m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", name, NULL }, o.no_user_interaction,
+                       error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
 
         StorageError serr = STORAGE_ERROR_INIT;
         Pool *p = pool_open_config(name, d, config, &serr);
@@ -189,6 +194,10 @@ static int method_remove_pool(sd_bus_message *m, void *userdata, sd_bus_error *e
         Pool *p = model_find_pool(name);
         if (!p || p->removed)
                 return error_set(error, SE_NO_SUCH_POOL, "Unknown storage pool %s", name);
+        r = auth_check(m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", name, NULL }, o.no_user_interaction,
+                       error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         if (pool_created_volumes(p) > 0)
                 return error_set(error, SE_POOL_IN_USE, "Storage pool is in use: '%s' has %u volumes", name,
                                  pool_created_volumes(p));

@@ -1,8 +1,10 @@
 /* org.qubes.Storage1.Pool: one object per pool, through a fallback vtable. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "bus.h"
 #include "errors.h"
 #include "macros.h"
@@ -202,6 +204,12 @@ static int method_create_volume(sd_bus_message *m, void *userdata, sd_bus_error 
         }
         if (!valid_vid(s->vid))
                 return error_set(error, SE_INVALID_ARGUMENT, "Invalid vid '%s' (pool %s)", s->vid, p->name);
+        char size_s[32];
+        snprintf(size_s, sizeof(size_s), "%" G_GUINT64_FORMAT, s->size);
+        const char *details[] = { "pool", p->name, "vid", s->vid, "size", size_s, NULL };
+        r = auth_check(m, ACTION_MANAGE_VOLUMES, details, o.no_user_interaction, error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         if (g_hash_table_contains(p->volumes, s->vid) || g_hash_table_contains(p->reserved, s->vid))
                 return error_set(error, SE_ALREADY_EXISTS, "Volume %s already exists in pool %s", s->vid, p->name);
         g_hash_table_add(p->reserved, g_strdup(s->vid));
@@ -261,6 +269,10 @@ static int method_set_revisions(sd_bus_message *m, void *userdata, sd_bus_error 
         g_autofree char *what = g_strdup_printf("pool %s", p->name);
         if (bus_check_revisions(p, n, what, error) < 0)
                 return -EINVAL;
+        r = auth_check(m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", p->name, NULL }, o.no_user_interaction,
+                       error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         SetPoolRevisions *a = g_new0(SetPoolRevisions, 1);
         a->task.work = set_revisions_work;
         a->task.done = set_revisions_done;
@@ -291,6 +303,10 @@ static int method_refresh_usage(sd_bus_message *m, void *userdata, sd_bus_error 
         int r = read_options(m, &o, false, error);
         if (r < 0)
                 return r;
+        r = auth_check(m, ACTION_MANAGE_VOLUMES, (const char *const[]) { "pool", p->name, NULL },
+                       o.no_user_interaction, error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         pool_refresh_volumes(p);
         pool_usage_refresh(p, refresh_done, sd_bus_message_ref(m));
         return 1;

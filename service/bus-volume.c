@@ -1,9 +1,11 @@
 /* org.qubes.Storage1.Volume: one object per volume, through a fallback vtable;
  * and the replies of volume operations, single and batched. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "bus.h"
 #include "errors.h"
 #include "macros.h"
@@ -103,24 +105,36 @@ int bus_submit_volume_op(sd_bus_message *m, VolumeOp *op) {
         return 1;
 }
 
-static int submit(sd_bus_message *m, Volume *v, VolumeOpKind kind, bool with_shrink, sd_bus_error *error,
-                  VolumeOp **ret) {
+static const char *action_of(VolumeOpKind kind) {
+        return kind == VOP_START || kind == VOP_STOP || kind == VOP_VERIFY ? ACTION_START_STOP : ACTION_MANAGE_VOLUMES;
+}
+
+/* Reads the options, asks polkit and makes the op: 1 with *ret set, 0 while
+ * polkit thinks (the handler returns and runs again), or a negative errno. */
+static int submit(sd_bus_message *m, Volume *v, VolumeOpKind kind, bool with_shrink, uint64_t size,
+                  sd_bus_error *error, VolumeOp **ret) {
         Options o;
         int r = read_options(m, &o, with_shrink, error);
         if (r < 0)
                 return r;
+        char size_s[32] = "";
+        if (size > 0)
+                snprintf(size_s, sizeof(size_s), "%" G_GUINT64_FORMAT, size);
+        const char *details[] = { "pool", v->pool->name, "vid", v->spec->vid, size > 0 ? "size" : NULL, size_s, NULL };
+        r = auth_check(m, action_of(kind), details, o.no_user_interaction, error);
+        if (r <= 0)
+                return r;
         VolumeOp *op = volume_op_new(kind, v, NULL, NULL);
         op->allow_shrink = o.allow_shrink;
-        if (ret)
-                *ret = op;
-        return 0;
+        *ret = op;
+        return 1;
 }
 
 #define SIMPLE_METHOD(fn, kind)                                                                             \
         static int fn(sd_bus_message *m, void *userdata, sd_bus_error *error) {                            \
                 VolumeOp *op = NULL;                                                                        \
-                int r = submit(m, userdata, kind, false, error, &op);                                       \
-                return r < 0 ? r : bus_submit_volume_op(m, op);                                             \
+                int r = submit(m, userdata, kind, false, 0, error, &op);                                    \
+                return r <= 0 ? (r < 0 ? r : 1) : bus_submit_volume_op(m, op);                              \
         }
 
 SIMPLE_METHOD(method_start, VOP_START)
@@ -138,9 +152,9 @@ static int method_resize(sd_bus_message *m, void *userdata, sd_bus_error *error)
                 return error_set(error, SE_INVALID_ARGUMENT, "Invalid size %" G_GUINT64_FORMAT " for volume %s:%s",
                                  size, v->pool->name, v->spec->vid);
         VolumeOp *op = NULL;
-        r = submit(m, v, VOP_RESIZE, true, error, &op);
-        if (r < 0)
-                return r;
+        r = submit(m, v, VOP_RESIZE, true, size, error, &op);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         op->size = size;
         return bus_submit_volume_op(m, op);
 }
@@ -151,9 +165,9 @@ static int method_revert(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (r < 0)
                 return r;
         VolumeOp *op = NULL;
-        r = submit(m, userdata, VOP_REVERT, false, error, &op);
-        if (r < 0)
-                return r;
+        r = submit(m, userdata, VOP_REVERT, false, 0, error, &op);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         op->revision = *rev ? g_strdup(rev) : NULL;
         return bus_submit_volume_op(m, op);
 }
@@ -164,9 +178,9 @@ static int method_set_rw(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (r < 0)
                 return r;
         VolumeOp *op = NULL;
-        r = submit(m, userdata, VOP_SET_RW, false, error, &op);
-        if (r < 0)
-                return r;
+        r = submit(m, userdata, VOP_SET_RW, false, 0, error, &op);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         op->rw = rw;
         return bus_submit_volume_op(m, op);
 }
@@ -181,9 +195,9 @@ static int method_set_revisions(sd_bus_message *m, void *userdata, sd_bus_error 
         if (bus_check_revisions(v->pool, n, what, error) < 0)
                 return -EINVAL;
         VolumeOp *op = NULL;
-        r = submit(m, v, VOP_SET_REVISIONS, false, error, &op);
-        if (r < 0)
-                return r;
+        r = submit(m, v, VOP_SET_REVISIONS, false, 0, error, &op);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         op->revisions_to_keep = n;
         return bus_submit_volume_op(m, op);
 }
@@ -225,6 +239,9 @@ int bus_volumes_batch(sd_bus_message *m, VolumeOpKind kind, sd_bus_error *error)
                 if (!vols[i])
                         return error_set(error, SE_NO_SUCH_VOLUME, "No volume at %s", paths[i]);
         }
+        r = auth_check(m, ACTION_START_STOP, NULL, o.no_user_interaction, error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         if (n == 0)
                 return sd_bus_reply_method_return(m, "");
         Batch *b = g_new0(Batch, 1);

@@ -1,6 +1,7 @@
 /* qubes-storaged: options, state loading, embedded defaults, the event loop. */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "auth.h"
 #include "bus.h"
 #include "errors.h"
 #include "macros.h"
@@ -22,7 +24,8 @@ static struct {
         const char *bus;
         const char *state_dir;
         const char *base_dir;
-} arg = { "system", "/var/lib/qubes-storage", "/var/lib/qubes" };
+        uint64_t exit_idle_usec; /* 0: never */
+} arg = { "system", "/var/lib/qubes-storage", "/var/lib/qubes", 0 };
 
 static void usage(FILE *f) {
         fprintf(f,
@@ -30,6 +33,7 @@ static void usage(FILE *f) {
                 "  --bus system|session|ADDRESS  bus to serve on (default: system)\n"
                 "  --state-dir DIR               state directory (default: $STATE_DIRECTORY or /var/lib/qubes-storage)\n"
                 "  --base-dir DIR                base of the default pools (default: /var/lib/qubes)\n"
+                "  --exit-idle SECONDS           exit after this long with nothing to do\n"
                 "  --version                     print the version\n");
 }
 
@@ -38,6 +42,7 @@ static int parse_args(int argc, char **argv) {
                 { "bus", required_argument, NULL, 'b' },
                 { "state-dir", required_argument, NULL, 's' },
                 { "base-dir", required_argument, NULL, 'd' },
+                { "exit-idle", required_argument, NULL, 'e' },
                 { "version", no_argument, NULL, 'V' },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -57,6 +62,16 @@ static int parse_args(int argc, char **argv) {
                 case 'd':
                         arg.base_dir = optarg;
                         break;
+                case 'e': {
+                        char *end = NULL;
+                        unsigned long secs = strtoul(optarg, &end, 10);
+                        if (!*optarg || *end || secs == 0 || secs > 86400) {
+                                fprintf(stderr, "--exit-idle takes a number of seconds (1-86400), not '%s'\n", optarg);
+                                return -EINVAL;
+                        }
+                        arg.exit_idle_usec = secs * USEC_PER_SEC;
+                        break;
+                }
                 case 'V':
                         puts(VERSION);
                         exit(EXIT_SUCCESS);
@@ -179,6 +194,48 @@ static int open_bus(sd_bus **ret) {
         return 0;
 }
 
+/* Exit when idle: no call for exit_idle_usec and nothing in flight (jobs,
+ * polkit queries). The name is released first, so that a call arriving now
+ * activates a new instance; the state is on disk already. */
+static struct {
+        uint64_t last_activity;
+        sd_event_source *timer;
+        bool releasing;
+} idle;
+
+static int on_message(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        sd_event_now(sd_bus_get_event(sd_bus_message_get_bus(m)), CLOCK_MONOTONIC, &idle.last_activity);
+        return 0;
+}
+
+static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        sd_bus *bus = userdata;
+        bool busy = tasks_pending() > 0 || auth_pending() > 0;
+        uint64_t due = idle.last_activity + arg.exit_idle_usec;
+        if (!busy && idle.releasing)
+                return sd_event_exit(sd_event_source_get_event(s), 0);
+        if (!busy && usec >= due) {
+                fprintf(stderr, "Idle for %" PRIu64 " s: exiting\n", (uint64_t) (arg.exit_idle_usec / USEC_PER_SEC));
+                sd_bus_release_name(bus, BUS_NAME);
+                idle.releasing = true;
+                due = usec + 100 * USEC_PER_MSEC; /* let queued calls finish */
+        } else if (busy || due <= usec)
+                due = usec + USEC_PER_SEC;
+        sd_event_source_set_time(s, due);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+static int setup_exit_idle(sd_event *event, sd_bus *bus) {
+        if (arg.exit_idle_usec == 0)
+                return 0;
+        sd_event_now(event, CLOCK_MONOTONIC, &idle.last_activity);
+        int r = sd_bus_add_filter(bus, NULL, on_message, NULL);
+        if (r < 0)
+                return r;
+        return sd_event_add_time(event, &idle.timer, CLOCK_MONOTONIC, idle.last_activity + arg.exit_idle_usec, 0,
+                                 on_idle_timer, bus);
+}
+
 static const ModelHooks bus_hooks = {
         .pool_added = bus_pool_added,
         .pool_removed = bus_pool_removed,
@@ -233,6 +290,8 @@ int main(int argc, char **argv) {
                 r = bus_volume_register(bus);
         if (r >= 0)
                 r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
+        if (r >= 0)
+                r = setup_exit_idle(event, bus);
         if (r < 0) {
                 fprintf(stderr, "Cannot publish the objects: %s\n", strerror(-r));
                 return EXIT_FAILURE;
@@ -248,7 +307,9 @@ int main(int argc, char **argv) {
                 arg.state_dir);
         r = sd_event_loop(event);
         bus_connection = NULL;
+        idle.timer = sd_event_source_disable_unref(idle.timer);
         usage_shutdown();
+        auth_shutdown();
         tasks_shutdown();
         if (r < 0) {
                 fprintf(stderr, "Event loop failed: %s\n", strerror(-r));

@@ -11,7 +11,6 @@ Calls go through Gio (GDBus) so that a{sv} variants and fd passing work.
 Nothing here skips: a missing facility is a failure.
 """
 
-import errno
 import hashlib
 import os
 import re

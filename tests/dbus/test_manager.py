@@ -3,10 +3,9 @@
 import os
 import re
 import subprocess
-import sys
 import unittest
 
-from storaged import (BUS_NAME, MANAGER, OBJECT_MANAGER, POOL, ROOT, VOLUME, MiB, StoragedTestCase, ficlone_works,
+from storaged import (MANAGER, OBJECT_MANAGER, POOL, ROOT, VOLUME, MiB, StoragedTestCase, ficlone_works,
                       opts, pool_path, volume_path)
 
 
@@ -354,7 +353,6 @@ class ManagerTest(StoragedTestCase):
     def test_read_as_unprivileged_user(self):
         """Reading is open to every local user (API.md, Authorization)."""
         code = r'''
-import sys
 import gi
 gi.require_version("Gio", "2.0")
 from gi.repository import Gio, GLib

@@ -2,6 +2,7 @@
 
 import glob
 import os
+import shutil
 import unittest
 
 from storaged import MANAGER, POOL, ROOT, MiB, StoragedTestCase, pool_path
@@ -191,13 +192,11 @@ class PersistenceTest(StoragedTestCase):
     def test_empty_state_dir_gives_defaults_again(self):
         self.populate()
         self.stop_service()
-        for rec in glob.glob(os.path.join(self.state_dir, '**', '*'), recursive=True):
-            if os.path.isfile(rec):
-                os.unlink(rec)
+        shutil.rmtree(self.state_dir)
         self.start_service()
         self.assertEqual([n for n, _ in self.list_pools()], ['linux-kernel', 'varlibqubes'])
         self.assertEqual(self.get_prop(pool_path('varlibqubes'), POOL, 'Config')['dir_path'], self.base_dir)
-
+        self.assertEqual(self.list_volumes('varlibqubes'), [])
 
 if __name__ == '__main__':
     unittest.main(verbosity=2)

@@ -1,0 +1,24 @@
+/* Authorization: every mutating method asks polkit, asynchronously.
+ *
+ * A handler reads and validates its arguments, then calls auth_check(). It
+ * returns 1 when the caller may go on (uid 0, or polkit said yes), a negative
+ * errno with *error set to NotAuthorized when it may not, and 0 when polkit
+ * was asked: the handler must then return at once without changing anything;
+ * when polkit answers, the same message is dispatched again, the handler runs
+ * from the start and auth_check() returns the answer. */
+#pragma once
+
+#include <stdbool.h>
+#include <systemd/sd-bus.h>
+
+#define ACTION_MANAGE_POOLS "org.qubes.storage1.manage-pools"
+#define ACTION_MANAGE_VOLUMES "org.qubes.storage1.manage-volumes"
+#define ACTION_START_STOP "org.qubes.storage1.start-stop"
+
+/* details: NULL-terminated key, value, key, value... (pool, vid, size). */
+int auth_check(sd_bus_message *m, const char *action, const char *const *details, bool no_user_interaction,
+               sd_bus_error *error);
+
+/* polkit queries still waiting for an answer. */
+unsigned auth_pending(void);
+void auth_shutdown(void);
