@@ -92,6 +92,24 @@ typedef struct Driver {
         /* Reads what the storage says about the volume; fills every field
          * (strings never NULL) even when it fails. */
         int (*volume_query)(void *pool, const VolumeSpec *v, VolumeInfo *out, StorageError *err);
+
+        /* Moving data (origin volumes only: the service checks save_on_stop,
+         * started and dirty first). NULL: the driver cannot (NotSupported). */
+        /* Creates the staging target (file or LV) of exactly size bytes,
+         * replacing any leftover, and returns its path. */
+        int (*volume_import_begin)(void *pool, VolumeSpec *v, uint64_t size, char **path, StorageError *err);
+        /* success: commits the staged data (a new revision where revisions are
+         * kept; the volume takes the staged size, v->size updated); otherwise
+         * discards it. Either way no staging is left. */
+        int (*volume_import_end)(void *pool, VolumeSpec *v, bool success, StorageError *err);
+        /* Optional: stages a copy-on-write copy of src (same pool) as the
+         * import target; import_end commits it. */
+        int (*volume_import_clone)(void *pool, VolumeSpec *v, const VolumeSpec *src, StorageError *err);
+        /* A view of the committed data for reading. *stable tells whether it
+         * is a snapshot/reflink that cannot change until export_end (if not,
+         * the service refuses changes to the volume while it is exported). */
+        int (*volume_export)(void *pool, VolumeSpec *v, char **path, bool *stable, StorageError *err);
+        int (*volume_export_end)(void *pool, VolumeSpec *v, const char *path, StorageError *err);
 } Driver;
 
 /* drivers/registry.c */

@@ -14,6 +14,9 @@
 #define ACTION_MANAGE_POOLS "org.qubes.storage1.manage-pools"
 #define ACTION_MANAGE_VOLUMES "org.qubes.storage1.manage-volumes"
 #define ACTION_START_STOP "org.qubes.storage1.start-stop"
+#define ACTION_IMPORT "org.qubes.storage1.import"
+#define ACTION_EXPORT "org.qubes.storage1.export"
+#define ACTION_CANCEL_JOB "org.qubes.storage1.cancel-job"
 
 /* details: NULL-terminated key, value, key, value... (pool, vid, size). */
 int auth_check(sd_bus_message *m, const char *action, const char *const *details, bool no_user_interaction,

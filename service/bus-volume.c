@@ -1,11 +1,15 @@
 /* org.qubes.Storage1.Volume: one object per volume, through a fallback vtable;
  * and the replies of volume operations, single and batched. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "auth.h"
+#include "bus-job.h"
 #include "bus.h"
 #include "errors.h"
 #include "macros.h"
@@ -84,29 +88,64 @@ static int property_block_device(sd_bus *bus, const char *path, const char *inte
         return sd_bus_message_append(reply, "(sssb)", i->bdev_path, i->bdev_script, i->bdev_devtype, (int) i->bdev_rw);
 }
 
+typedef struct Call {
+        sd_bus_message *message;
+        BusJob *job;
+} Call;
+
 /* Replies to the message of a single volume operation. */
 static void reply_single(VolumeOp *op, void *userdata) {
-        sd_bus_message *m = userdata;
+        Call *c = userdata;
+        sd_bus_message *m = c->message;
+        if (c->job)
+                bus_job_finish(c->job, &op->err);
         if (op->err.code != SE_OK)
                 error_reply(m, &op->err);
         else if (op->kind == VOP_VERIFY)
                 sd_bus_reply_method_return(m, "b", (int) op->verified);
         else if (op->kind == VOP_CREATE)
                 sd_bus_reply_method_return(m, "o", op->volume->object_path);
+        else if (op->kind == VOP_IMPORT_BEGIN || op->kind == VOP_EXPORT)
+                sd_bus_reply_method_return(m, "hs", op->fd, op->path);
         else
                 sd_bus_reply_method_return(m, "");
         sd_bus_message_unref(m);
+        g_free(c);
 }
 
-int bus_submit_volume_op(sd_bus_message *m, VolumeOp *op) {
+static int submit_call(sd_bus_message *m, VolumeOp *op, BusJob *job) {
+        Call *c = g_new0(Call, 1);
+        c->message = sd_bus_message_ref(m);
+        c->job = job;
         op->done = reply_single;
-        op->userdata = sd_bus_message_ref(m);
+        op->userdata = c;
+        if (job)
+                op->progress = &job->progress;
         volume_op_submit(op);
         return 1;
 }
 
+int bus_submit_volume_op(sd_bus_message *m, VolumeOp *op) {
+        return submit_call(m, op, NULL);
+}
+
 static const char *action_of(VolumeOpKind kind) {
-        return kind == VOP_START || kind == VOP_STOP || kind == VOP_VERIFY ? ACTION_START_STOP : ACTION_MANAGE_VOLUMES;
+        switch (kind) {
+        case VOP_START:
+        case VOP_STOP:
+        case VOP_VERIFY:
+                return ACTION_START_STOP;
+        case VOP_IMPORT:
+        case VOP_IMPORT_BEGIN:
+        case VOP_IMPORT_END:
+        case VOP_IMPORT_VOLUME:
+                return ACTION_IMPORT;
+        case VOP_EXPORT:
+        case VOP_EXPORT_END:
+                return ACTION_EXPORT;
+        default:
+                return ACTION_MANAGE_VOLUMES;
+        }
 }
 
 /* Reads the options, asks polkit and makes the op: 1 with *ret set, 0 while
@@ -202,6 +241,125 @@ static int method_set_revisions(sd_bus_message *m, void *userdata, sd_bus_error 
         return bus_submit_volume_op(m, op);
 }
 
+static int check_size(Volume *v, uint64_t size, sd_bus_error *error) {
+        if (size != 0 && !valid_size(size))
+                return error_set(error, SE_INVALID_ARGUMENT, "Invalid size %" G_GUINT64_FORMAT " for volume %s:%s",
+                                 size, v->pool->name, v->spec->vid);
+        return 0;
+}
+
+/* A received fd we can read from: a pipe, socket or regular file. */
+static int take_input_fd(int fd, Volume *v, sd_bus_error *error) {
+        struct stat st;
+        int flags = fcntl(fd, F_GETFL);
+        if (fstat(fd, &st) < 0 || flags < 0)
+                return error_set(error, SE_INVALID_ARGUMENT, "Bad file descriptor for the import into %s:%s",
+                                 v->pool->name, v->spec->vid);
+        if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode))
+                return error_set(error, SE_INVALID_ARGUMENT,
+                                 "The import into %s:%s needs a pipe, socket or regular file", v->pool->name,
+                                 v->spec->vid);
+        if ((flags & O_ACCMODE) == O_WRONLY)
+                return error_set(error, SE_INVALID_ARGUMENT, "The file descriptor for the import into %s:%s is not readable",
+                                 v->pool->name, v->spec->vid);
+        int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (copy < 0)
+                return error_set(error, SE_FAILED, "Cannot keep the file descriptor: %m");
+        return copy;
+}
+
+static int method_import(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Volume *v = userdata;
+        int fd;
+        uint64_t size;
+        int r = sd_bus_message_read(m, "ht", &fd, &size);
+        if (r < 0)
+                return r;
+        if (check_size(v, size, error) < 0)
+                return -EINVAL;
+        VolumeOp *op = NULL;
+        r = submit(m, v, VOP_IMPORT, false, size, error, &op);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        op->size = size;
+        op->fd = take_input_fd(fd, v, error);
+        if (op->fd < 0) {
+                volume_op_free(op);
+                return -EINVAL;
+        }
+        BusJob *job = bus_job_start(m, "volume-import", v->object_path, size ? size : v->info.size);
+        return submit_call(m, op, job);
+}
+
+static int method_import_begin(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Volume *v = userdata;
+        uint64_t size;
+        int r = sd_bus_message_read(m, "t", &size);
+        if (r < 0)
+                return r;
+        if (check_size(v, size, error) < 0)
+                return -EINVAL;
+        VolumeOp *op = NULL;
+        r = submit(m, v, VOP_IMPORT_BEGIN, false, size, error, &op);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        op->size = size;
+        return bus_submit_volume_op(m, op);
+}
+
+static int method_import_end(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        int success;
+        const char *message;
+        int r = sd_bus_message_read(m, "bs", &success, &message);
+        if (r < 0)
+                return r;
+        VolumeOp *op = NULL;
+        r = submit(m, userdata, VOP_IMPORT_END, false, 0, error, &op);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        op->success = success;
+        op->message = g_strdup(message);
+        return bus_submit_volume_op(m, op);
+}
+
+static int method_import_volume(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Volume *v = userdata;
+        const char *source;
+        int r = sd_bus_message_read(m, "o", &source);
+        if (r < 0)
+                return r;
+        Volume *src = model_find_volume_by_path(source);
+        if (!src)
+                return error_set(error, SE_NO_SUCH_VOLUME, "No source volume at %s for %s:%s", source, v->pool->name,
+                                 v->spec->vid);
+        VolumeOp *op = NULL;
+        r = submit(m, v, VOP_IMPORT_VOLUME, false, 0, error, &op);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        op->source = volume_ref(src);
+        BusJob *job = bus_job_start(m, "volume-clone", v->object_path, src->info.size);
+        return submit_call(m, op, job);
+}
+
+static int method_export(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        VolumeOp *op = NULL;
+        int r = submit(m, userdata, VOP_EXPORT, false, 0, error, &op);
+        return r <= 0 ? (r < 0 ? r : 1) : bus_submit_volume_op(m, op);
+}
+
+static int method_export_end(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        const char *path;
+        int r = sd_bus_message_read(m, "s", &path);
+        if (r < 0)
+                return r;
+        VolumeOp *op = NULL;
+        r = submit(m, userdata, VOP_EXPORT_END, false, 0, error, &op);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        op->path = g_strdup(path);
+        return bus_submit_volume_op(m, op);
+}
+
 typedef struct Batch {
         sd_bus_message *message;
         unsigned remaining;
@@ -288,7 +446,21 @@ static const sd_bus_vtable volume_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("SetRevisionsToKeep", SD_BUS_ARGS("i", n, "a{sv}", options), SD_BUS_NO_RESULT,
                                 method_set_revisions, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ImportBegin", SD_BUS_ARGS("t", size, "a{sv}", options), SD_BUS_RESULT("h", fd, "s", path),
+                                method_import_begin, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ImportEnd", SD_BUS_ARGS("b", success, "s", message, "a{sv}", options),
+                                SD_BUS_NO_RESULT, method_import_end, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Import", SD_BUS_ARGS("h", fd, "t", size, "a{sv}", options), SD_BUS_NO_RESULT,
+                                method_import, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ImportVolume", SD_BUS_ARGS("o", source, "a{sv}", options), SD_BUS_NO_RESULT,
+                                method_import_volume, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Export", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("h", fd, "s", path),
+                                method_export, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ExportEnd", SD_BUS_ARGS("s", path, "a{sv}", options), SD_BUS_NO_RESULT,
+                                method_export_end, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("SizeChanged", SD_BUS_ARGS("t", old_size, "t", new_size), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("Exported", SD_BUS_ARGS("s", path), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("ExportEnded", SD_BUS_ARGS("s", path), 0),
         SD_BUS_VTABLE_END,
 };
 
@@ -315,4 +487,10 @@ void bus_volume_size_changed(Volume *v, uint64_t old_size, uint64_t new_size) {
         if (bus_connection)
                 sd_bus_emit_signal(bus_connection, v->object_path, VOLUME_INTERFACE, "SizeChanged", "tt", old_size,
                                    new_size);
+}
+
+void bus_volume_exported(Volume *v, const char *path, bool ended) {
+        if (bus_connection)
+                sd_bus_emit_signal(bus_connection, v->object_path, VOLUME_INTERFACE, ended ? "ExportEnded" : "Exported",
+                                   "s", path);
 }

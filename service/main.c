@@ -244,6 +244,7 @@ static const ModelHooks bus_hooks = {
         .volume_removed = bus_volume_removed,
         .volume_changed = bus_volume_changed,
         .volume_size_changed = bus_volume_size_changed,
+        .volume_exported = bus_volume_exported,
 };
 
 int main(int argc, char **argv) {

@@ -152,6 +152,9 @@ void volume_unref(Volume *v) {
                 return;
         volume_spec_free(v->spec);
         volume_info_clear(&v->info);
+        if (v->exports)
+                g_ptr_array_unref(v->exports);
+        g_free(v->import_path);
         task_queue_unref(v->queue);
         free(v->object_path);
         pool_unref(v->pool);
@@ -248,6 +251,40 @@ void volume_set_spec(Volume *v, VolumeSpec *spec, bool started) {
         v->started = started;
         if (n > 0 && !v->removed && hooks.volume_changed)
                 hooks.volume_changed(v, changed);
+}
+
+static void export_free(Export *e) {
+        g_free(e->path);
+        g_free(e);
+}
+
+void volume_add_export(Volume *v, const char *path, bool stable) {
+        if (!v->exports)
+                v->exports = g_ptr_array_new_with_free_func((GDestroyNotify) export_free);
+        Export *e = g_new0(Export, 1);
+        e->path = g_strdup(path);
+        e->stable = stable;
+        g_ptr_array_add(v->exports, e);
+        if (hooks.volume_exported)
+                hooks.volume_exported(v, path, false);
+}
+
+bool volume_remove_export(Volume *v, const char *path) {
+        for (guint i = 0; v->exports && i < v->exports->len; i++)
+                if (strcmp(((Export *) v->exports->pdata[i])->path, path) == 0) {
+                        g_ptr_array_remove_index(v->exports, i);
+                        if (hooks.volume_exported && !v->removed)
+                                hooks.volume_exported(v, path, true);
+                        return true;
+                }
+        return false;
+}
+
+bool volume_has_export(Volume *v, bool unstable_only) {
+        for (guint i = 0; v->exports && i < v->exports->len; i++)
+                if (!unstable_only || !((Export *) v->exports->pdata[i])->stable)
+                        return true;
+        return false;
 }
 
 int parse_revisions(const char *s, int *out) {

@@ -10,6 +10,10 @@
 #include "jobs.h"
 
 typedef struct Pool Pool;
+typedef struct Export {
+        char *path;
+        bool stable;              /* false: the volume may not change meanwhile */
+} Export;
 typedef struct Volume Volume;
 
 struct Pool {
@@ -39,6 +43,8 @@ struct Volume {
         bool started;
         bool discovered;          /* defined by the storage (linux-kernel) */
         bool removed;
+        char *import_path;        /* ImportBegin staged data here; ImportEnd pending */
+        GPtrArray *exports;       /* Export* still open */
         VolumeInfo info;          /* last read from the storage */
         TaskQueue *queue;
 };
@@ -52,6 +58,7 @@ typedef struct ModelHooks {
         void (*volume_removed)(Volume *v);
         void (*volume_changed)(Volume *v, const char *const *props);
         void (*volume_size_changed)(Volume *v, uint64_t old_size, uint64_t new_size);
+        void (*volume_exported)(Volume *v, const char *path, bool ended);
 } ModelHooks;
 
 extern const char *model_state_dir;
@@ -87,6 +94,11 @@ Volume *model_find_volume_by_path(const char *object_path);
 void volume_set_info(Volume *v, VolumeInfo *info);     /* takes info */
 /* Announces changes of attributes (rw, revisions_to_keep, started). */
 void volume_set_spec(Volume *v, VolumeSpec *spec, bool started); /* takes spec */
+
+/* Record an export (and announce it), or its end. */
+void volume_add_export(Volume *v, const char *path, bool stable);
+bool volume_remove_export(Volume *v, const char *path);
+bool volume_has_export(Volume *v, bool unstable_only);
 
 /* Parses revisions_to_keep from a pool config value. */
 int parse_revisions(const char *s, int *out);

@@ -3,10 +3,12 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store.h"
 #include "macros.h"
 #include "usage.h"
+#include "volume-data.h"
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VolumeInfo, volume_info_clear)
 
@@ -14,7 +16,9 @@ static const char *const op_names[_VOP_MAX] = {
         [VOP_CREATE] = "create", [VOP_REMOVE] = "remove",   [VOP_START] = "start",
         [VOP_STOP] = "stop",     [VOP_VERIFY] = "verify",   [VOP_RESIZE] = "resize",
         [VOP_REVERT] = "revert", [VOP_SET_RW] = "set-rw",   [VOP_SET_REVISIONS] = "set-revisions",
-        [VOP_QUERY] = "query",
+        [VOP_QUERY] = "query",   [VOP_IMPORT] = "import", [VOP_IMPORT_BEGIN] = "import-begin",
+        [VOP_IMPORT_END] = "import-end", [VOP_IMPORT_VOLUME] = "import-volume", [VOP_EXPORT] = "export",
+        [VOP_EXPORT_END] = "export-end",
 };
 
 const char *volume_op_name(VolumeOpKind kind) {
@@ -118,12 +122,14 @@ static int run_driver(VolumeOp *op) {
         case VOP_QUERY:
         case _VOP_MAX:
                 break;
+        default:
+                return volume_data_run(op);
         }
         return 0;
 }
 
 static bool op_persists(VolumeOpKind k) {
-        return k != VOP_VERIFY && k != VOP_QUERY;
+        return k != VOP_VERIFY && k != VOP_QUERY && k != VOP_IMPORT_BEGIN && k != VOP_EXPORT && k != VOP_EXPORT_END;
 }
 
 static void op_prepare(Task *t) {
@@ -134,9 +140,7 @@ static void op_prepare(Task *t) {
                 t->skip = true;
                 return;
         }
-        if (op->kind == VOP_REMOVE && v->started) {
-                se_set(&op->err, SE_VOLUME_BUSY, "Cannot remove %s:%s while it is started", v->pool->name,
-                       v->spec->vid);
+        if (volume_data_check(op) < 0) {
                 t->skip = true;
                 return;
         }
@@ -147,6 +151,10 @@ static void op_prepare(Task *t) {
                 Volume *src = model_find_volume(v->pool->name, v->spec->source);
                 op->spec->source_spec = src ? volume_spec_copy(src->spec) : NULL;
         }
+        if (op->kind == VOP_IMPORT_END)
+                op->path = g_strdup(v->import_path);
+        if (op->source)
+                op->source_spec = volume_spec_copy(op->source->spec);
 }
 
 static void op_work(Task *t) {
@@ -194,15 +202,27 @@ static void op_done(Task *t) {
                 }
                 if (op->kind != VOP_QUERY && op->kind != VOP_VERIFY)
                         pool_usage_request(v->pool);
+                volume_data_done(op);
         } else if (op->kind == VOP_CREATE)
                 g_hash_table_remove(v->pool->reserved, v->spec->vid);
 
         if (op->done)
                 op->done(op, op->userdata);
+        volume_op_free(op);
+}
+
+void volume_op_free(VolumeOp *op) {
         se_clear(&op->err);
         volume_spec_free(op->spec);
         volume_info_clear(&op->info);
         g_free(op->revision);
+        g_free(op->path);
+        g_free(op->message);
+        if (op->fd >= 0)
+                close(op->fd);
+        volume_spec_free(op->source_spec);
+        if (op->source)
+                volume_unref(op->source);
         volume_unref(op->volume);
         g_free(op);
 }
@@ -213,6 +233,7 @@ VolumeOp *volume_op_new(VolumeOpKind kind, Volume *v, VolumeOpDone done, void *u
         op->task.work = op_work;
         op->task.done = op_done;
         op->kind = kind;
+        op->fd = -1;
         op->volume = volume_ref(v);
         op->done = done;
         op->userdata = userdata;

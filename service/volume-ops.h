@@ -5,6 +5,7 @@
 #pragma once
 
 #include "model.h"
+#include "stream.h"
 
 typedef enum VolumeOpKind {
         VOP_CREATE,
@@ -17,6 +18,12 @@ typedef enum VolumeOpKind {
         VOP_SET_RW,
         VOP_SET_REVISIONS,
         VOP_QUERY,
+        VOP_IMPORT,         /* fd, size: read the stream, commit */
+        VOP_IMPORT_BEGIN,   /* size: stage; fd and path out */
+        VOP_IMPORT_END,     /* success, message */
+        VOP_IMPORT_VOLUME,  /* source */
+        VOP_EXPORT,         /* fd and path out */
+        VOP_EXPORT_END,     /* path */
         _VOP_MAX,
 } VolumeOpKind;
 
@@ -33,11 +40,19 @@ struct VolumeOp {
         char *revision;           /* NULL: newest */
         bool rw;
         int revisions_to_keep;
+        int fd;                   /* import: the stream (owned); begin/export: out */
+        char *path;               /* export_end: in; begin/export: out */
+        bool success;             /* import_end */
+        char *message;            /* import_end */
+        Volume *source;           /* import_volume */
+        CopyProgress *progress;   /* import, import_volume: may be NULL */
         /* results, valid in the done callback */
         StorageError err;
         bool verified;
+        bool stable;              /* export: the view cannot change */
         /* private */
         VolumeSpec *spec;
+        VolumeSpec *source_spec;
         bool started;
         bool persist;
         VolumeInfo info;
@@ -50,6 +65,8 @@ struct VolumeOp {
  * on the loop; the op is freed after it returns. */
 VolumeOp *volume_op_new(VolumeOpKind kind, Volume *v, VolumeOpDone done, void *userdata);
 void volume_op_submit(VolumeOp *op);
+/* Frees an op that was never submitted. */
+void volume_op_free(VolumeOp *op);
 
 /* Reads what the storage says about v now (worker side of every op). */
 void volume_query_now(Volume *v);

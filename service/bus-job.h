@@ -1,0 +1,34 @@
+/* Job objects (/org/qubes/Storage1/job/<N>) for long operations. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "stream.h"
+
+typedef struct BusJob {
+        unsigned id;
+        char *path;
+        char *operation;          /* volume-import, volume-clone, ... */
+        char **objects;
+        uint64_t start_usec;      /* CLOCK_REALTIME */
+        uid_t uid;                /* of the caller that started it */
+        bool cancelable;
+        uint64_t total;           /* bytes */
+        double progress_value;
+        uint64_t rate;            /* bytes/s */
+        uint64_t last_bytes, last_usec;
+        CopyProgress progress;    /* updated by the worker */
+        sd_bus *bus;
+        sd_bus_slot *slot;
+        sd_event_source *timer;
+        sd_bus_track *track;      /* the caller: leaving the bus cancels */
+} BusJob;
+
+/* Publishes a job for the call m about object (a volume path). */
+BusJob *bus_job_start(sd_bus_message *m, const char *operation, const char *object, uint64_t total);
+/* Emits Completed (err NULL or SE_OK: success), unpublishes and frees. */
+void bus_job_finish(BusJob *j, const StorageError *err);
