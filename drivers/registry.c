@@ -3,10 +3,12 @@
 #include <string.h>
 
 extern const Driver driver_file;
+extern const Driver driver_file_reflink;
 extern const Driver driver_linux_kernel;
 
 static const Driver *const drivers[] = {
         &driver_file,
+        &driver_file_reflink,
         &driver_linux_kernel,
         NULL,
 };

@@ -12,6 +12,7 @@
 #include "auth.h"
 #include "bus.h"
 #include "errors.h"
+#include "file-reflink.h"
 #include "macros.h"
 #include "store.h"
 #include "usage.h"
@@ -156,7 +157,10 @@ static int load_state(void) {
         g_autoptr(GPtrArray) pools = model_pools();
         if (pools->len == 0 && skipped == 0) {
                 g_autofree char *kernels = g_build_filename(arg.base_dir, "vm-kernels", NULL);
-                if (add_default_pool("varlibqubes", "file", arg.base_dir) < 0 ||
+                /* file-reflink where the base directory can share extents */
+                g_mkdir_with_parents(arg.base_dir, 0755);
+                const char *driver = reflink_probe(arg.base_dir) == 0 ? "file-reflink" : "file";
+                if (add_default_pool("varlibqubes", driver, arg.base_dir) < 0 ||
                     add_default_pool("linux-kernel", "linux-kernel", kernels) < 0)
                         return -EIO;
                 g_ptr_array_unref(pools);

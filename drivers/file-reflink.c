@@ -1,0 +1,561 @@
+/* The `file-reflink` driver (REFERENCE.md §3.3): copy-on-write images on a
+ * filesystem that can share extents (btrfs, XFS with reflink=1). With
+ * P = <dir>/<vid>:
+ *   P.img                  the committed (clean) image
+ *   P-dirty.img            the image a running VM writes
+ *   P-import.img           staged import data
+ *   P.img.<N>@<ISO>Z       revisions, N increasing
+ *   P-export-XXXXXX.img    reflink copies handed out by Export
+ *   P*.img*~XXXXXX         temp files of the atomic helpers
+ * Every change is made beside the data and committed by a rename.
+ */
+#include "driver.h"
+#include "file-reflink.h"
+#include "fileops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+typedef struct ReflinkPool {
+        char *dir;
+        bool setup_check;
+} ReflinkPool;
+
+typedef struct Paths {
+        char *base;    /* P */
+        char *clean;
+        char *dirty;
+        char *import;
+        char *dir;     /* the directory of P */
+        char *name;    /* basename of P */
+} Paths;
+
+static void paths_clear(Paths *p) {
+        g_free(p->base);
+        g_free(p->clean);
+        g_free(p->dirty);
+        g_free(p->import);
+        g_free(p->dir);
+        g_free(p->name);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Paths, paths_clear)
+
+static void paths_get(const ReflinkPool *pool, const char *vid, Paths *p) {
+        p->base = g_build_filename(pool->dir, vid, NULL);
+        p->clean = g_strconcat(p->base, ".img", NULL);
+        p->dirty = g_strconcat(p->base, "-dirty.img", NULL);
+        p->import = g_strconcat(p->base, "-import.img", NULL);
+        p->dir = g_path_get_dirname(p->base);
+        p->name = g_path_get_basename(p->base);
+}
+
+static bool is_origin(const VolumeSpec *v) {
+        return v->save_on_stop;
+}
+
+static bool is_snapshot(const VolumeSpec *v) {
+        return v->snap_on_start && !v->save_on_stop;
+}
+
+/* ---- revisions ---- */
+
+typedef struct Rev {
+        long n;
+        char *file;  /* full path */
+        char *stamp; /* ISO timestamp as in the name */
+} Rev;
+
+static void rev_free(Rev *r) {
+        g_free(r->file);
+        g_free(r->stamp);
+        g_free(r);
+}
+
+static int cmp_rev(gconstpointer a, gconstpointer b) {
+        const Rev *x = *(Rev *const *) a, *y = *(Rev *const *) b;
+        return x->n < y->n ? -1 : x->n > y->n;
+}
+
+/* "<name>.img.<N>@<stamp>Z" → N and stamp; the '-' of other VMs' names can
+ * never match because the whole prefix must be ours. */
+static Rev *parse_rev(const Paths *p, const char *entry) {
+        g_autofree char *prefix = g_strconcat(p->name, ".img.", NULL);
+        if (!g_str_has_prefix(entry, prefix) || !g_str_has_suffix(entry, "Z") || strchr(entry, '~'))
+                return NULL;
+        const char *num = entry + strlen(prefix);
+        char *end = NULL;
+        errno = 0;
+        long n = strtol(num, &end, 10);
+        if (errno || end == num || *end != '@' || n <= 0)
+                return NULL;
+        Rev *r = g_new0(Rev, 1);
+        r->n = n;
+        r->file = g_build_filename(p->dir, entry, NULL);
+        r->stamp = g_strdup(end + 1);
+        return r;
+}
+
+/* Oldest first. */
+static GPtrArray *list_revisions(const Paths *p) {
+        GPtrArray *revs = g_ptr_array_new_with_free_func((GDestroyNotify) rev_free);
+        g_autoptr(GDir) d = g_dir_open(p->dir, 0, NULL);
+        const char *entry;
+        while (d && (entry = g_dir_read_name(d))) {
+                Rev *r = parse_rev(p, entry);
+                if (r)
+                        g_ptr_array_add(revs, r);
+        }
+        g_ptr_array_sort(revs, cmp_rev);
+        return revs;
+}
+
+/* Copies clean to the next revision, stamped with clean's ctime. */
+static int add_revision(const Paths *p, StorageError *err) {
+        struct stat st;
+        int r = fo_stat(p->clean, &st, err);
+        if (r <= 0)
+                return r;
+        g_autoptr(GPtrArray) revs = list_revisions(p);
+        long next = revs->len ? ((Rev *) revs->pdata[revs->len - 1])->n + 1 : 1;
+        g_autofree char *stamp = fo_iso8601_utc(st.st_ctime);
+        g_autofree char *file = g_strdup_printf("%s.img.%ld@%s", p->base, next, stamp);
+        return fo_copy(p->clean, file, NULL, err);
+}
+
+static int prune_revisions(const Paths *p, int keep, StorageError *err) {
+        g_autoptr(GPtrArray) revs = list_revisions(p);
+        for (guint i = 0; (int) (revs->len - i) > keep; i++)
+                if (fo_remove(((Rev *) revs->pdata[i])->file, err) < 0)
+                        return -1;
+        return 0;
+}
+
+/* Makes `from` the new clean image, keeping the old one as a revision. */
+static int commit(const VolumeSpec *v, const Paths *p, const char *from, StorageError *err) {
+        if (v->revisions_to_keep > 0 && add_revision(p, err) < 0)
+                return -1;
+        if (prune_revisions(p, v->revisions_to_keep, err) < 0)
+                return -1;
+        int fd = open(from, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return se_errno(err, errno, "Cannot open %s to commit volume %s", from, v->vid);
+        int r = fsync(fd);
+        int e = errno;
+        close(fd);
+        if (r < 0)
+                return se_errno(err, e, "Cannot flush %s of volume %s", from, v->vid);
+        return fo_rename(from, p->clean, err);
+}
+
+/* ---- clean-up of every file a vid owns ---- */
+
+static bool owned_leftover(const Paths *p, const char *entry) {
+        size_t n = strlen(p->name);
+        if (strncmp(entry, p->name, n) != 0)
+                return false;
+        const char *rest = entry + n;
+        if (strcmp(rest, ".img") == 0 || strcmp(rest, "-dirty.img") == 0 || strcmp(rest, "-import.img") == 0)
+                return true;
+        if (g_str_has_prefix(rest, "-export-") && g_str_has_suffix(rest, ".img"))
+                return true;
+        /* temp files of the atomic helpers: <one of ours>~XXXXXX */
+        if (strchr(rest, '~') && (g_str_has_prefix(rest, ".img") || g_str_has_prefix(rest, "-dirty.img") ||
+                                  g_str_has_prefix(rest, "-import.img") || g_str_has_prefix(rest, "-export-")))
+                return true;
+        return false;
+}
+
+static int remove_matching(const Paths *p, bool (*match)(const Paths *, const char *), StorageError *err) {
+        g_autoptr(GDir) d = g_dir_open(p->dir, 0, NULL);
+        g_autoptr(GPtrArray) doomed = g_ptr_array_new_with_free_func(g_free);
+        const char *entry;
+        while (d && (entry = g_dir_read_name(d)))
+                if (match(p, entry))
+                        g_ptr_array_add(doomed, g_build_filename(p->dir, entry, NULL));
+        for (guint i = 0; i < doomed->len; i++)
+                if (fo_remove(doomed->pdata[i], err) < 0)
+                        return -1;
+        return 0;
+}
+
+static bool any_image(const Paths *p, const char *entry) {
+        Rev *r = parse_rev(p, entry);
+        if (r) {
+                rev_free(r);
+                return true;
+        }
+        return owned_leftover(p, entry);
+}
+
+static bool start_leftover(const Paths *p, const char *entry) {
+        size_t n = strlen(p->name);
+        if (strncmp(entry, p->name, n) != 0)
+                return false;
+        const char *rest = entry + n;
+        return strcmp(rest, "-import.img") == 0 || (strchr(rest, '~') && owned_leftover(p, entry));
+}
+
+static int remove_all_images(const Paths *p, StorageError *err) {
+        return remove_matching(p, any_image, err);
+}
+
+/* ---- pool ---- */
+
+int reflink_probe(const char *dir) {
+        g_autofree char *a = g_build_filename(dir, ".reflink-probe~XXXXXX", NULL);
+        g_autofree char *b = g_build_filename(dir, ".reflink-probe~XXXXXX", NULL);
+        int fa = mkostemp(a, O_CLOEXEC), fb = -1, r = -errno;
+        if (fa >= 0) {
+                unlink(a);
+                fb = mkostemp(b, O_CLOEXEC);
+                r = fb < 0 ? -errno : 0;
+        }
+        if (fb >= 0) {
+                unlink(b);
+                r = write(fa, "qubes-storaged", 14) == 14 && ioctl(fb, FICLONE, fa) == 0 ? 0 : -errno;
+        }
+        if (fa >= 0)
+                close(fa);
+        if (fb >= 0)
+                close(fb);
+        const char *seam = getenv(FO_FICLONE_ERRNO_ENV);
+        if (r == 0 && seam && atoi(seam) > 0)
+                r = -atoi(seam);
+        return r;
+}
+
+static int parse_bool(const char *s, bool *out) {
+        static const char *const yes[] = { "1", "true", "yes", "on", NULL }, *const no[] = { "0", "false", "no", "off", NULL };
+        for (size_t i = 0; yes[i]; i++)
+                if (g_ascii_strcasecmp(s, yes[i]) == 0)
+                        return *out = true, 0;
+        for (size_t i = 0; no[i]; i++)
+                if (g_ascii_strcasecmp(s, no[i]) == 0)
+                        return *out = false, 0;
+        return -1;
+}
+
+static int reflink_pool_open(GHashTable *config, void **pool, StorageError *err) {
+        g_autofree char *dir = NULL;
+        bool check = true;
+        const char *s = g_hash_table_lookup(config, "setup_check");
+        if (s && parse_bool(s, &check) < 0)
+                return se_set(err, SE_INVALID_ARGUMENT, "Invalid setup_check '%s': use true or false", s);
+        if (fo_config_dir_path(config, &dir, err) < 0)
+                return -1;
+        /* setup_check is an instruction for setup, not configuration */
+        g_hash_table_remove(config, "setup_check");
+        ReflinkPool *p = g_new0(ReflinkPool, 1);
+        p->dir = g_steal_pointer(&dir);
+        p->setup_check = check;
+        *pool = p;
+        return 0;
+}
+
+static void reflink_pool_free(void *pool) {
+        ReflinkPool *p = pool;
+        g_free(p->dir);
+        g_free(p);
+}
+
+static int reflink_pool_setup(void *pool, StorageError *err) {
+        ReflinkPool *p = pool;
+        struct stat st;
+        int existed = fo_stat(p->dir, &st, err);
+        if (existed < 0 || fo_mkdir_p(p->dir, err) < 0)
+                return -1;
+        if (p->setup_check && reflink_probe(p->dir) < 0) {
+                if (!existed)
+                        rmdir(p->dir);
+                return se_set(err, SE_FAILED,
+                              "The filesystem for '%s' does not support reflinks. If you can live with VM startup "
+                              "delays and wasted disk space, pass the \"setup_check=False\" option.",
+                              p->dir);
+        }
+        g_autofree char *appvms = g_build_filename(p->dir, "appvms", NULL);
+        g_autofree char *templates = g_build_filename(p->dir, "vm-templates", NULL);
+        return fo_mkdir(appvms, err) < 0 || fo_mkdir(templates, err) < 0 ? -1 : 0;
+}
+
+static int reflink_pool_usage(void *pool, PoolUsage *out, StorageError *err) {
+        ReflinkPool *p = pool;
+        struct statvfs s;
+        out->has_data = true;
+        if (statvfs(p->dir, &s) < 0)
+                return se_errno(err, errno, "Cannot read the usage of %s", p->dir);
+        out->size = (uint64_t) s.f_frsize * s.f_blocks;
+        out->usage = (uint64_t) s.f_frsize * (s.f_blocks - s.f_bfree);
+        return 0;
+}
+
+/* ---- volumes ---- */
+
+static int reflink_volume_init(void *pool, VolumeSpec *v, StorageError *err) {
+        if (!v->vid || !*v->vid) {
+                g_free(v->vid);
+                v->vid = volume_default_file_vid(v);
+        }
+        if (!g_str_has_prefix(v->vid, "appvms/") && !g_str_has_prefix(v->vid, "vm-templates/"))
+                return se_set(err, SE_INVALID_ARGUMENT, "Volume %s: file-reflink vids start with appvms/ or vm-templates/",
+                              v->vid);
+        return 0;
+}
+
+static int reflink_volume_create(void *pool, VolumeSpec *v, StorageError *err) {
+        g_auto(Paths) p = { 0 };
+        paths_get(pool, v->vid, &p);
+        if (fo_mkdir_p(p.dir, err) < 0 || remove_all_images(&p, err) < 0)
+                return -1;
+        if (is_origin(v) && fo_sparse_create(p.clean, v->size, FO_REPLACE, err) < 0)
+                return -1;
+        return 0;
+}
+
+static int reflink_volume_remove(void *pool, VolumeSpec *v, StorageError *err) {
+        g_auto(Paths) p = { 0 };
+        paths_get(pool, v->vid, &p);
+        if (remove_all_images(&p, err) < 0)
+                return -1;
+        return fo_rmdir_if_empty(p.dir, err);
+}
+
+static int exists(const char *path, StorageError *err) {
+        struct stat st;
+        return fo_stat(path, &st, err);
+}
+
+static int reflink_volume_start(void *pool, VolumeSpec *v, StorageError *err) {
+        ReflinkPool *rp = pool;
+        g_auto(Paths) p = { 0 };
+        paths_get(rp, v->vid, &p);
+        if (remove_matching(&p, start_leftover, err) < 0)
+                return -1;
+        int dirty = exists(p.dirty, err);
+        if (dirty < 0)
+                return -1;
+        if (is_origin(v) && dirty)
+                return 0; /* a crash while running: the running image is kept */
+        if (is_snapshot(v)) {
+                if (!v->source)
+                        return se_set(err, SE_FAILED, "Volume %s has snap_on_start but no source", v->vid);
+                g_auto(Paths) src = { 0 };
+                paths_get(rp, v->source, &src);
+                if (fo_copy(src.clean, p.clean, NULL, err) < 0)
+                        return -1;
+        }
+        if (is_origin(v) || is_snapshot(v))
+                return fo_copy(p.clean, p.dirty, NULL, err);
+        /* volatile: a fresh sparse image at its size */
+        struct stat st;
+        int have = fo_stat(p.dirty, &st, err);
+        if (have < 0)
+                return -1;
+        uint64_t size = have ? (uint64_t) st.st_size : v->size;
+        return fo_sparse_create(p.dirty, size, FO_REPLACE, err);
+}
+
+static int reflink_volume_stop(void *pool, VolumeSpec *v, StorageError *err) {
+        g_auto(Paths) p = { 0 };
+        paths_get(pool, v->vid, &p);
+        struct stat st;
+        int dirty = fo_stat(p.dirty, &st, err);
+        if (dirty < 0)
+                return -1;
+        if (is_origin(v))
+                return dirty ? commit(v, &p, p.dirty, err) : 0;
+        if (dirty && !v->snap_on_start)
+                v->size = (uint64_t) st.st_size; /* a volatile volume keeps its last size */
+        if (fo_remove(p.dirty, err) < 0 || fo_remove(p.clean, err) < 0)
+                return -1;
+        return 0;
+}
+
+static int reflink_volume_verify(void *pool, VolumeSpec *v, StorageError *err) {
+        g_auto(Paths) p = { 0 };
+        if (!is_origin(v) && !is_snapshot(v))
+                return 0;
+        paths_get(pool, is_snapshot(v) ? v->source : v->vid, &p);
+        int r = exists(p.clean, err);
+        if (r == 0)
+                return se_set(err, SE_MISSING_IMAGE, "Missing image file '%s' for volume %s", p.clean, v->vid);
+        return r < 0 ? -1 : 0;
+}
+
+static int reflink_volume_resize(void *pool, VolumeSpec *v, uint64_t size, StorageError *err) {
+        g_auto(Paths) p = { 0 };
+        paths_get(pool, v->vid, &p);
+        int dirty = exists(p.dirty, err), clean = dirty ? 0 : exists(p.clean, err);
+        if (dirty < 0 || clean < 0)
+                return -1;
+        if (dirty && (fo_resize(p.dirty, size, err) < 0 || fo_loop_set_capacity(p.dirty, err) < 0))
+                return -1;
+        if (clean && fo_resize(p.clean, size, err) < 0)
+                return -1;
+        v->size = size;
+        return 0;
+}
+
+static int reflink_volume_revert(void *pool, VolumeSpec *v, const char *rev, StorageError *err) {
+        g_auto(Paths) p = { 0 };
+        paths_get(pool, v->vid, &p);
+        g_autoptr(GPtrArray) revs = list_revisions(&p);
+        const Rev *chosen = NULL;
+        for (guint i = 0; i < revs->len; i++) {
+                Rev *r = revs->pdata[i];
+                g_autofree char *id = g_strdup_printf("%ld", r->n);
+                if (rev ? strcmp(rev, id) == 0 : i == revs->len - 1)
+                        chosen = r;
+        }
+        if (!chosen)
+                return se_set(err, SE_NO_SUCH_REVISION, "Volume %s has no revision '%s'", v->vid, rev ? rev : "");
+        /* the current data becomes a revision too, so the revert can be undone */
+        if (add_revision(&p, err) < 0)
+                return -1;
+        return fo_rename(chosen->file, p.clean, err);
+}
+
+static int reflink_volume_import_begin(void *pool, VolumeSpec *v, uint64_t size, char **path, StorageError *err) {
+        g_auto(Paths) p = { 0 };
+        paths_get(pool, v->vid, &p);
+        if (fo_sparse_create(p.import, size, FO_REPLACE, err) < 0)
+                return -1;
+        *path = g_strdup(p.import);
+        return 0;
+}
+
+static int reflink_volume_import_end(void *pool, VolumeSpec *v, bool success, StorageError *err) {
+        g_auto(Paths) p = { 0 };
+        paths_get(pool, v->vid, &p);
+        struct stat st;
+        if (success) {
+                int r = fo_stat(p.import, &st, err);
+                if (r == 0)
+                        return se_set(err, SE_FAILED, "Volume %s: the staged import %s is gone", v->vid, p.import);
+                if (r < 0 || commit(v, &p, p.import, err) < 0) {
+                        fo_remove(p.import, NULL);
+                        return -1;
+                }
+                v->size = (uint64_t) st.st_size;
+                return 0;
+        }
+        return fo_remove(p.import, err);
+}
+
+static int reflink_volume_import_clone(void *pool, VolumeSpec *v, const VolumeSpec *src, StorageError *err) {
+        g_auto(Paths) p = { 0 }, s = { 0 };
+        paths_get(pool, v->vid, &p);
+        paths_get(pool, src->vid, &s);
+        return fo_copy(s.clean, p.import, NULL, err);
+}
+
+static int reflink_volume_export(void *pool, VolumeSpec *v, char **path, bool *stable, StorageError *err) {
+        g_auto(Paths) p = { 0 };
+        paths_get(pool, v->vid, &p);
+        int r = exists(p.clean, err);
+        if (r == 0)
+                return se_set(err, SE_MISSING_IMAGE, "Missing image file '%s' for volume %s", p.clean, v->vid);
+        if (r < 0)
+                return -1;
+        /* a reflink copy is a stable view; a full copy would be too costly:
+         * then hand out the clean image and let the service guard it */
+        if (reflink_probe(p.dir) < 0) {
+                *path = g_strdup(p.clean);
+                *stable = false;
+                return 0;
+        }
+        g_autofree char *copy = g_strdup_printf("%s-export-XXXXXX.img", p.base);
+        int fd = mkostemps(copy, 4, O_CLOEXEC);
+        if (fd < 0)
+                return se_errno(err, errno, "Cannot export volume %s", v->vid);
+        close(fd);
+        if (fo_copy(p.clean, copy, NULL, err) < 0) {
+                fo_remove(copy, NULL);
+                return -1;
+        }
+        *path = g_steal_pointer(&copy);
+        *stable = true;
+        return 0;
+}
+
+static int reflink_volume_export_end(void *pool, VolumeSpec *v, const char *path, StorageError *err) {
+        g_auto(Paths) p = { 0 };
+        paths_get(pool, v->vid, &p);
+        if (strcmp(path, p.clean) == 0)
+                return 0;
+        return fo_remove(path, err);
+}
+
+static int reflink_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out, StorageError *err) {
+        g_auto(Paths) p = { 0 };
+        paths_get(pool, v->vid, &p);
+        struct stat st;
+        int r = 0, dirty = fo_stat(p.dirty, &st, err);
+        if (dirty > 0) {
+                out->size = (uint64_t) st.st_size;
+                out->usage = (uint64_t) st.st_blocks * 512;
+        } else if (dirty == 0 && fo_stat(p.clean, &st, err) > 0) {
+                out->size = (uint64_t) st.st_size;
+                out->usage = (uint64_t) st.st_blocks * 512;
+        } else
+                out->size = v->size;
+        if (dirty < 0)
+                r = -1;
+        out->dirty = is_origin(v) && dirty > 0;
+        if (is_snapshot(v) && v->source) {
+                g_auto(Paths) src = { 0 };
+                paths_get(pool, v->source, &src);
+                struct stat own, theirs;
+                out->outdated = fo_stat(p.clean, &own, NULL) > 0 && fo_stat(src.clean, &theirs, NULL) > 0 &&
+                                (theirs.st_mtim.tv_sec > own.st_mtim.tv_sec ||
+                                 (theirs.st_mtim.tv_sec == own.st_mtim.tv_sec && theirs.st_mtim.tv_nsec > own.st_mtim.tv_nsec));
+        }
+        g_autoptr(GPtrArray) revs = list_revisions(&p);
+        for (guint i = 0; i < revs->len; i++) {
+                Rev *rv = revs->pdata[i];
+                g_autofree char *id = g_strdup_printf("%ld", rv->n);
+                volume_info_add_revision(out, id, rv->stamp);
+        }
+        out->path = g_strdup(p.dirty);
+        out->bdev_path = g_strdup(p.dirty);
+        out->bdev_script = g_strdup("");
+        out->bdev_devtype = g_strdup("disk");
+        out->bdev_rw = v->rw;
+        volume_info_fill_defaults(out);
+        return r;
+}
+
+static const char *const reflink_params[] = { "revisions_to_keep", "dir_path", "setup_check", NULL };
+
+const Driver driver_file_reflink = {
+        .name = "file-reflink",
+        .params = reflink_params,
+        .max_revisions_to_keep = -1,
+        .creates_volumes = true,
+        .can_shrink = true,
+        .pool_open = reflink_pool_open,
+        .pool_free = reflink_pool_free,
+        .pool_setup = reflink_pool_setup,
+        .pool_usage = reflink_pool_usage,
+        .volume_init = reflink_volume_init,
+        .volume_create = reflink_volume_create,
+        .volume_remove = reflink_volume_remove,
+        .volume_start = reflink_volume_start,
+        .volume_stop = reflink_volume_stop,
+        .volume_verify = reflink_volume_verify,
+        .volume_resize = reflink_volume_resize,
+        .volume_revert = reflink_volume_revert,
+        .volume_query = reflink_volume_query,
+        .volume_import_begin = reflink_volume_import_begin,
+        .volume_import_end = reflink_volume_import_end,
+        .volume_import_clone = reflink_volume_import_clone,
+        .volume_export = reflink_volume_export,
+        .volume_export_end = reflink_volume_export_end,
+};
