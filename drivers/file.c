@@ -113,13 +113,35 @@ static int ensure_sparse(const char *path, uint64_t size, StorageError *err) {
         return fo_sparse_create(path, size, FO_NO_REPLACE, err) < 0 ? -1 : 0;
 }
 
+static int remove_temps_of(const char *const *paths, size_t n, StorageError *err) {
+        for (size_t i = 0; i < n; i++)
+                if (fo_remove_temps(paths[i], err) < 0)
+                        return -1;
+        return 0;
+}
+
 /* Deletes the temporary files a crash may have left beside the own files. */
 static int remove_own_temps(const Files *f, StorageError *err) {
         const char *own[] = { f->img, f->cow, f->old, f->import };
-        for (size_t i = 0; i < G_N_ELEMENTS(own); i++)
-                if (fo_remove_temps(own[i], err) < 0)
-                        return -1;
-        return 0;
+        return remove_temps_of(own, G_N_ELEMENTS(own), err);
+}
+
+/* The same, at start, for the files no other volume writes: an origin's
+ * CoW file is also made by its snapshots when they start, so a temporary
+ * file beside it may be one of theirs, in use. */
+static int remove_start_temps(const VolumeSpec *v, const Files *f, StorageError *err) {
+        const char *own[] = { f->img, f->old, f->import, f->cow };
+        size_t n = G_N_ELEMENTS(own) - (kind_of(v) == KIND_ORIGIN);
+        return remove_temps_of(own, n, err);
+}
+
+/* The directory holding the volume's files (the VM's), or NULL when that is
+ * the pool directory itself. */
+static char *vm_dir_of(const FilePool *p, const Files *f) {
+        char *dir = g_path_get_dirname(f->img);
+        if (strcmp(dir, p->dir) == 0)
+                g_clear_pointer(&dir, g_free);
+        return dir;
 }
 
 /* ---- pool ---- */
@@ -194,9 +216,17 @@ static int create(const FilePool *p, const VolumeSpec *v, StorageError *err) {
                 return se_set(err, SE_INVALID_ARGUMENT, "Cannot create volume %s of size 0", v->vid);
         if (remove_own_temps(&f, err) < 0)
                 return -1;
+        g_autofree char *vm_dir = vm_dir_of(p, &f);
+        bool had_vm_dir = !vm_dir || g_file_test(vm_dir, G_FILE_TEST_IS_DIR);
         int r = fo_sparse_create(f.img, v->size, FO_NO_REPLACE, err);
         if (r > 0)
                 return se_set(err, SE_ALREADY_EXISTS, "Volume %s already exists: %s", v->vid, f.img);
+        if (r < 0 && !had_vm_dir) {
+                /* Leave the disk as it was: drop the directory made for it. */
+                StorageError ignored = STORAGE_ERROR_INIT;
+                fo_rmdir_if_empty(vm_dir, &ignored);
+                se_clear(&ignored);
+        }
         return r;
 }
 
@@ -214,10 +244,8 @@ static int remove_volume(const FilePool *p, const VolumeSpec *v, StorageError *e
         for (size_t i = 0; i < G_N_ELEMENTS(own); i++)
                 if (fo_remove(own[i], err) < 0)
                         return -1;
-        g_autofree char *vm_dir = g_path_get_dirname(f.img);
-        if (strcmp(vm_dir, p->dir) == 0)
-                return 0;
-        return fo_rmdir_if_empty(vm_dir, err);
+        g_autofree char *vm_dir = vm_dir_of(p, &f);
+        return vm_dir ? fo_rmdir_if_empty(vm_dir, err) : 0;
 }
 
 static int file_volume_remove(void *pool, VolumeSpec *v, StorageError *err) {
@@ -245,7 +273,7 @@ static int start_origin(const VolumeSpec *v, const Files *f, StorageError *err) 
 
 static int start(const FilePool *p, const VolumeSpec *v, StorageError *err) {
         g_auto(Files) f = { 0 };
-        if (files_get(p, v, &f, err) < 0 || remove_own_temps(&f, err) < 0)
+        if (files_get(p, v, &f, err) < 0 || remove_start_temps(v, &f, err) < 0)
                 return -1;
         switch (kind_of(v)) {
         case KIND_SNAPSHOT:
@@ -263,16 +291,20 @@ static int file_volume_start(void *pool, VolumeSpec *v, StorageError *err) {
 }
 
 /* The CoW file (the data as it was at start) becomes the revision "old" when
- * one is kept, else it is dropped; a fresh empty one takes its place. */
+ * one is kept, else it is dropped together with any older revision; a fresh
+ * empty one takes its place. */
 static int commit(VolumeSpec *v, const Files *f, StorageError *err) {
         if (!v->rw)
                 return se_set(err, SE_READ_ONLY, "Cannot commit volume %s: it is read-only", v->vid);
         struct stat st;
         uint64_t size;
+        bool keep = v->revisions_to_keep > 0;
         int has_cow = fo_stat(f->cow, &st, err);
         if (has_cow < 0 || current_size(v, f, &size, err) < 0)
                 return -1;
-        if (has_cow && v->revisions_to_keep > 0 && fo_rename(f->cow, f->old, err) < 0)
+        if (has_cow && keep && fo_rename(f->cow, f->old, err) < 0)
+                return -1;
+        if (!keep && fo_remove(f->old, err) < 0)
                 return -1;
         return fo_sparse_create(f->cow, size, FO_REPLACE, err);
 }
@@ -343,6 +375,67 @@ static int file_volume_resize(void *pool, VolumeSpec *v, uint64_t size, StorageE
 
 static int file_volume_revert(void *pool, VolumeSpec *v, const char *rev, StorageError *err) {
         return se_set(err, SE_NOT_SUPPORTED, "Volume %s: the file driver cannot revert", v->vid);
+}
+
+/* ---- volume: moving data ---- */
+
+static int import_begin(const FilePool *p, VolumeSpec *v, uint64_t size, char **path, StorageError *err) {
+        g_auto(Files) f = { 0 };
+        if (files_get(p, v, &f, err) < 0 || fo_remove_temps(f.import, err) < 0)
+                return -1;
+        if (size == 0 && current_size(v, &f, &size, err) < 0)
+                return -1;
+        if (fo_sparse_create(f.import, size, FO_REPLACE, err) < 0)
+                return -1;
+        *path = g_strdup(f.import);
+        return 0;
+}
+
+static int file_volume_import_begin(void *pool, VolumeSpec *v, uint64_t size, char **path, StorageError *err) {
+        return check_result(v, import_begin(pool, v, size, path, err), err);
+}
+
+/* The staged image replaces the image (the service flushed it). */
+static int import_commit(VolumeSpec *v, const Files *f, StorageError *err) {
+        struct stat st;
+        int r = fo_stat(f->import, &st, err);
+        if (r == 0)
+                return se_set(err, SE_FAILED, "No import in progress on volume %s", v->vid);
+        if (r < 0 || fo_rename(f->import, f->img, err) < 0)
+                return -1;
+        v->size = (uint64_t) st.st_size;
+        return 0;
+}
+
+static int import_end(const FilePool *p, VolumeSpec *v, bool success, StorageError *err) {
+        g_auto(Files) f = { 0 };
+        if (files_get(p, v, &f, err) < 0)
+                return -1;
+        if (success)
+                return import_commit(v, &f, err);
+        return fo_remove(f.import, err);
+}
+
+static int file_volume_import_end(void *pool, VolumeSpec *v, bool success, StorageError *err) {
+        return check_result(v, import_end(pool, v, success, err), err);
+}
+
+/* The live image: the file driver makes no stable copy. */
+static int export(const FilePool *p, const VolumeSpec *v, char **path, bool *stable, StorageError *err) {
+        g_auto(Files) f = { 0 };
+        if (files_get(p, v, &f, err) < 0 || require_image(v, f.main, err) < 0)
+                return -1;
+        *path = g_strdup(f.main);
+        *stable = false;
+        return 0;
+}
+
+static int file_volume_export(void *pool, VolumeSpec *v, char **path, bool *stable, StorageError *err) {
+        return check_result(v, export(pool, v, path, stable, err), err);
+}
+
+static int file_volume_export_end(void *pool, VolumeSpec *v, const char *path, StorageError *err) {
+        return 0;
 }
 
 /* ---- volume: query ---- */
@@ -460,4 +553,9 @@ const Driver driver_file = {
         .volume_resize = file_volume_resize,
         .volume_revert = file_volume_revert,
         .volume_query = file_volume_query,
+        .volume_import_begin = file_volume_import_begin,
+        .volume_import_end = file_volume_import_end,
+        .volume_import_clone = NULL,
+        .volume_export = file_volume_export,
+        .volume_export_end = file_volume_export_end,
 };

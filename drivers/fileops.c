@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <linux/fs.h>
 #include <linux/loop.h>
@@ -175,11 +176,11 @@ static int commit_temp(const char *tmp, const char *path, FoCreateMode mode, Sto
         return 0;
 }
 
-static int fill_and_flush(int fd, const char *tmp, FoFillFunc fill, void *userdata, StorageError *err) {
-        if (fill(fd, tmp, userdata, err) < 0)
+static int fill_and_flush(int fd, const char *path, FoFillFunc fill, void *userdata, StorageError *err) {
+        if (fill(fd, path, userdata, err) < 0)
                 return -1;
         if (fdatasync(fd) < 0)
-                return se_errno(err, errno, "Cannot flush %s", tmp);
+                return se_errno(err, errno, "Cannot flush %s", path);
         return 0;
 }
 
@@ -192,9 +193,9 @@ int fo_atomic_fill(const char *path, FoCreateMode mode, FoFillFunc fill, void *u
         int fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
                 return se_errno(err, errno, "Cannot create a temporary file for %s", path);
-        int r = fill_and_flush(fd, tmp, fill, userdata, err);
+        int r = fill_and_flush(fd, path, fill, userdata, err);
         if (close(fd) < 0 && r == 0)
-                r = se_errno(err, errno, "Cannot write %s", tmp);
+                r = se_errno(err, errno, "Cannot write %s", path);
         if (r == 0)
                 r = commit_temp(tmp, path, mode, err);
         if (r != 0) {
@@ -223,9 +224,9 @@ typedef struct Buffer {
         size_t len;
 } Buffer;
 
-static int fill_buffer(int fd, const char *tmp, void *userdata, StorageError *err) {
+static int fill_buffer(int fd, const char *path, void *userdata, StorageError *err) {
         const Buffer *b = userdata;
-        return pwrite_all(fd, b->data, b->len, 0, tmp, err);
+        return pwrite_all(fd, b->data, b->len, 0, path, err);
 }
 
 int fo_atomic_write(const char *path, const void *data, size_t len, StorageError *err) {
@@ -233,10 +234,11 @@ int fo_atomic_write(const char *path, const void *data, size_t len, StorageError
         return fo_atomic_fill(path, FO_REPLACE, fill_buffer, &b, err);
 }
 
-static int fill_truncate(int fd, const char *tmp, void *userdata, StorageError *err) {
+static int fill_truncate(int fd, const char *path, void *userdata, StorageError *err) {
         uint64_t size = *(const uint64_t *) userdata;
         if (size > INT64_MAX || ftruncate(fd, (off_t) size) < 0)
-                return se_errno(err, size > INT64_MAX ? EFBIG : errno, "Cannot resize %s", tmp);
+                return se_errno(err, size > INT64_MAX ? EFBIG : errno, "Cannot create %s of %" PRIu64 " bytes",
+                                path, size);
         return 0;
 }
 
@@ -273,7 +275,6 @@ static bool ficlone_may_fall_back(int e) {
 typedef struct Copy {
         int src, dst;
         const char *src_path, *dst_path;
-        const char *target;     /* the name the copy gets */
         bool reflinked;
 } Copy;
 
@@ -357,17 +358,16 @@ static int sparse_copy(const Copy *c, StorageError *err) {
         return 0;
 }
 
-static int fill_copy(int fd, const char *tmp, void *userdata, StorageError *err) {
+static int fill_copy(int fd, const char *path, void *userdata, StorageError *err) {
         Copy *c = userdata;
         c->dst = fd;
-        c->dst_path = tmp;
         int e = try_ficlone(fd, c->src);
         if (e == 0) {
                 c->reflinked = true;
                 return 0;
         }
         if (!ficlone_may_fall_back(e))
-                return se_errno(err, e, "Cannot reflink %s to %s", c->src_path, c->target);
+                return se_errno(err, e, "Cannot reflink %s to %s", c->src_path, c->dst_path);
         return sparse_copy(c, err);
 }
 
@@ -375,7 +375,7 @@ int fo_copy(const char *src, const char *dst, bool *reflinked, StorageError *err
         _cleanup_fd_ int fd = open(src, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return se_errno(err, errno, "Cannot open %s", src);
-        Copy c = { .src = fd, .dst = -1, .src_path = src, .target = dst };
+        Copy c = { .src = fd, .dst = -1, .src_path = src, .dst_path = dst };
         if (fo_atomic_fill(dst, FO_REPLACE, fill_copy, &c, err) < 0)
                 return -1;
         if (reflinked)

@@ -42,8 +42,9 @@ typedef enum FoCreateMode {
         FO_NO_REPLACE,  /* an existing file is kept: the call returns 1 */
 } FoCreateMode;
 
-/* Fills the freshly made temporary file (open read-write, empty). */
-typedef int (*FoFillFunc)(int fd, const char *tmp_path, void *userdata, StorageError *err);
+/* Fills the freshly made temporary file fd (open read-write, empty); path is
+ * the file it will become, for messages. */
+typedef int (*FoFillFunc)(int fd, const char *path, void *userdata, StorageError *err);
 
 /* Creates the parent directories, makes the temporary file, fills it,
  * fdatasyncs it and renames it onto path. Returns 0 when path now holds the new

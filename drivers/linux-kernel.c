@@ -134,6 +134,19 @@ static int kernel_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out,
         return r < 0 ? -1 : 0;
 }
 
+/* The modules image, which never changes through this service. */
+static int kernel_volume_export(void *pool, VolumeSpec *v, char **path, bool *stable, StorageError *err) {
+        if (require_file(pool, v, "modules.img", err) < 0)
+                return -1;
+        *path = kernel_file(pool, v, "modules.img");
+        *stable = false;
+        return 0;
+}
+
+static int kernel_volume_export_end(void *pool, VolumeSpec *v, const char *path, StorageError *err) {
+        return 0;
+}
+
 static const char *const kernel_params[] = { "dir_path", NULL };
 
 const Driver driver_linux_kernel = {
@@ -156,4 +169,9 @@ const Driver driver_linux_kernel = {
         .volume_resize = kernel_volume_resize,
         .volume_revert = kernel_volume_revert,
         .volume_query = kernel_volume_query,
+        .volume_import_begin = NULL,
+        .volume_import_end = NULL,
+        .volume_import_clone = NULL,
+        .volume_export = kernel_volume_export,
+        .volume_export_end = kernel_volume_export_end,
 };

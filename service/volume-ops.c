@@ -181,6 +181,18 @@ static void op_work(Task *t) {
         d->volume_query(v->pool->drv, op->spec, &op->info, NULL);
 }
 
+/* Every error message names the volume it is about. */
+static void name_volume(VolumeOp *op) {
+        StorageError *e = &op->err;
+        const char *vid = op->volume->spec->vid;
+        if (e->code == SE_OK || (e->message && strstr(e->message, vid)))
+                return;
+        char *named = g_strdup_printf("%s:%s: %s", op->volume->pool->name, vid, e->message ? e->message : "failed");
+        free(e->message);
+        e->message = strdup(named);
+        g_free(named);
+}
+
 static void op_done(Task *t) {
         VolumeOp *op = (VolumeOp *) t;
         Volume *v = op->volume;
@@ -206,6 +218,7 @@ static void op_done(Task *t) {
         } else if (op->kind == VOP_CREATE)
                 g_hash_table_remove(v->pool->reserved, v->spec->vid);
 
+        name_volume(op);
         if (op->done)
                 op->done(op, op->userdata);
         volume_op_free(op);

@@ -463,6 +463,40 @@ class StoragedTestCase(dbusmock.DBusTestCase):
             invalidated.update(args[2])
         return changed, invalidated
 
+    def client_model(self, since, path, iface):
+        """What a client that listens sees of an object: the properties of
+        its InterfacesAdded (after mark `since`) updated by every later
+        PropertiesChanged. None before InterfacesAdded."""
+        model = None
+        for (p, i, m, args) in self.service_signals(since):
+            if m == 'InterfacesAdded' and i == 'org.freedesktop.DBus.ObjectManager' and args[0] == path \
+                    and iface in args[1]:
+                model = dict(args[1][iface])
+            elif model is not None and m == 'PropertiesChanged' and p == path and args[0] == iface:
+                model.update(args[1])
+                for n in args[2]:
+                    model.pop(n, None)
+            elif m == 'InterfacesRemoved' and args[0] == path and iface in args[1]:
+                model = None
+        return model
+
+    def assertClientModel(self, since, path, iface):
+        """A listening client's view of the object matches GetAll (waiting
+        for PropertiesChanged that may follow the reply)."""
+        state = {}
+
+        def cond():
+            state['model'] = self.client_model(since, path, iface)
+            state['props'] = self.get_all(path, iface)
+            return state['model'] == state['props']
+        try:
+            self.wait_until(cond, f'InterfacesAdded + PropertiesChanged of {path} to match GetAll', timeout=10)
+        except AssertionError:
+            model, props = state['model'] or {}, state['props']
+            diff = [f'  {k}: signals say {model.get(k)!r}, GetAll says {props.get(k)!r}'
+                    for k in sorted(set(model) | set(props)) if model.get(k) != props.get(k)]
+            self.fail(f'a client listening to signals sees {path} differently from GetAll:\n' + '\n'.join(diff))
+
     def wait_property_changed(self, since, path, iface, name, value):
         def cond():
             changed, invalidated = self.properties_changed(since, path, iface)
@@ -618,23 +652,56 @@ class StoragedTestCase(dbusmock.DBusTestCase):
 
     # ---- assertions ----------------------------------------------------------
 
-    def assertDBusError(self, name, fn, *args, contains=(), **kw):
-        """fn(*args) must fail with org.qubes.Storage1.Error.<name> (or any of
-        the names in a tuple) and its message must contain every string in
-        `contains`. Returns the DBusCallError."""
+    def assertDBusError(self, name, fn, /, *args, contains=(), **kw):
+        """fn(*args, **kw) must fail with org.qubes.Storage1.Error.<name> (or
+        any of the names in a tuple; a name with dots is taken as is), and
+        its message must contain every item of `contains`: a string, or a
+        tuple of strings of which at least one must appear (e.g. the pool or
+        the vid). Returns the DBusCallError."""
+        e = self._expect_error(name, fn, *args, **kw)
+        self._check_message(e, contains)
+        return e
+
+    def _expect_error(self, name, fn, /, *args, **kw):
         names = (name,) if isinstance(name, str) else tuple(name)
         full = [n if '.' in n else ERROR_PREFIX + n for n in names]
         try:
             result = fn(*args, **kw)
         except DBusCallError as e:
             self.assertIn(e.name, full, f'expected error {" or ".join(full)}, got {e.name}: {e.message}')
-            for c in ((contains,) if isinstance(contains, str) else contains):
-                self.assertIn(str(c), e.message, f'error message of {e.name} does not name {c!r}')
             return e
         self.fail(f'expected error {" or ".join(full)}, but the call succeeded and returned {result!r}')
 
+    def _check_message(self, e, contains):
+        for c in ((contains,) if isinstance(contains, str) else contains):
+            alternatives = (c,) if isinstance(c, str) else tuple(c)
+            if not any(str(a) in e.message for a in alternatives):
+                self.fail(f'error message of {e.name} does not name {" or ".join(map(repr, alternatives))}: '
+                          f'{e.message!r}')
+
+    def assertConfig(self, config, name, driver, expected):
+        """Pool.Config: the driver parameters and revisions_to_keep as
+        `expected` says; besides them only 'name' and 'driver' (the
+        admin.pool.Info data), and then with the pool's values."""
+        rest = dict(config)
+        if 'name' in rest:
+            self.assertEqual(rest.pop('name'), name, f'Config of {name}: name')
+        if 'driver' in rest:
+            self.assertEqual(rest.pop('driver'), driver, f'Config of {name}: driver')
+        self.assertEqual(rest, expected, f'Config of pool {name}')
+
     def snapshot_all(self):
         return {'tree': tree_snapshot(self.tmp, exclude=('logs',))}
+
+    @staticmethod
+    def without_state_mtimes(snap):
+        """A snapshot where state records count by content only."""
+        tree = {}
+        for k, v in snap['tree'].items():
+            if k.startswith('state' + os.sep) and v[0] == 'file':
+                v = v[:4] + (None,) + v[5:]
+            tree[k] = v
+        return {'tree': tree}
 
     def assertUnchanged(self, before, what=''):
         after = self.snapshot_all()
@@ -642,12 +709,13 @@ class StoragedTestCase(dbusmock.DBusTestCase):
             self.fail(f'{what}: files changed on disk or in the state dir:\n'
                       + snapshot_diff(before['tree'], after['tree']))
 
-    def assertRejected(self, name, fn, *args, contains=(), **kw):
+    def assertRejected(self, name, fn, /, *args, contains=(), **kw):
         """Like assertDBusError, and nothing changed under the test dir
         (base dir, pool dirs, state dir)."""
         before = self.snapshot_all()
-        e = self.assertDBusError(name, fn, *args, contains=contains, **kw)
+        e = self._expect_error(name, fn, *args, **kw)
         self.assertUnchanged(before, f'after rejected call ({e.name}: {e.message})')
+        self._check_message(e, contains)
         return e
 
     def state_records(self):

@@ -5,7 +5,7 @@ import os
 import unittest
 import xml.etree.ElementTree as ET
 
-from storaged import MANAGER, POOL, ROOT, SRCDIR, VOLUME, MiB, StoragedTestCase, path_encode, pool_path
+from storaged import MANAGER, POOL, ROOT, SRCDIR, VOLUME, MiB, StoragedTestCase, pool_path
 
 XML_DIR = os.path.join(SRCDIR, 'introspection')
 EMITS = 'org.freedesktop.DBus.Property.EmitsChangedSignal'
@@ -208,16 +208,33 @@ class IntrospectionTest(StoragedTestCase):
     def test_volume(self):
         self.compare(self.vpath, VOLUME)
 
-    def test_child_nodes(self):
-        """The tree can be walked with Introspect: root → pool → pools → volumes."""
-        def children(path):
-            return [n.get('name') for n in ET.fromstring(self.introspect(path)).findall('node')]
-        self.assertIn('pool', children(ROOT))
-        self.assertEqual(sorted(children(ROOT + '/pool')),
-                         sorted(path_encode(p) for p in ('linux-kernel', 'p1', 'varlibqubes')))
-        self.assertIn('volume', children(pool_path('p1')))
-        self.assertEqual(children(pool_path('p1') + '/volume'), [self.vpath.rsplit('/', 1)[1]])
-
+    def test_tree_walk(self):
+        """Walking Introspect's child nodes from the root reaches exactly the
+        pools and volumes that ListPools/ListVolumes name, each with its
+        interface."""
+        found = {}
+        todo = [ROOT]
+        seen = set()
+        while todo:
+            path = todo.pop()
+            if path in seen:
+                continue
+            seen.add(path)
+            root = ET.fromstring(self.introspect(path))
+            ifaces = sorted(parse_interfaces(ET.tostring(root, encoding='unicode')))
+            if ifaces:
+                found[path] = ifaces
+            for n in root.findall('node'):
+                name = n.get('name')
+                self.assertFalse(name.startswith('/'), f'child node of {path} with an absolute name: {name}')
+                todo.append(path.rstrip('/') + '/' + name)
+        expected = {ROOT: [MANAGER]}
+        for pool, ppath in self.list_pools():
+            expected[ppath] = [POOL]
+            for _, vpath in self.list_volumes(pool):
+                expected[vpath] = [VOLUME]
+        self.assertIn(self.vpath, expected)
+        self.assertEqual(found, expected)
 
 if __name__ == '__main__':
     unittest.main(verbosity=2)

@@ -51,7 +51,9 @@ class LinuxKernelTest(StoragedTestCase):
     def test_pool_properties(self):
         p = self.pprops(POOL_NAME)
         self.assertEqual(p['Driver'], 'linux-kernel')
-        self.assertEqual(p['Config']['dir_path'], self.kdir)
+        config = dict(p['Config'])
+        self.assertEqual(config.pop('revisions_to_keep', '0'), '0')
+        self.assertConfig(config, POOL_NAME, 'linux-kernel', {'dir_path': self.kdir})
         self.assertEqual((p['Size'], p['Usage'], p['UsageDetails'], p['RevisionsToKeep']), (0, 0, {}, 0))
 
     def test_create_volume_not_supported(self):

@@ -2,7 +2,9 @@
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import unittest
 
 from storaged import (MANAGER, OBJECT_MANAGER, POOL, ROOT, VOLUME, MiB, StoragedTestCase, ficlone_works,
@@ -56,8 +58,8 @@ class ManagerTest(StoragedTestCase):
         st = os.statvfs(self.base_dir)
         self.assertEqual(p['Name'], 'varlibqubes')
         self.assertEqual(p['Driver'], expected_driver)
-        self.assertEqual(p['Config']['dir_path'], self.base_dir)
-        self.assertEqual(p['Config'].get('revisions_to_keep', '1'), '1')
+        self.assertConfig(p['Config'], 'varlibqubes', expected_driver,
+                          {'dir_path': self.base_dir, 'revisions_to_keep': '1'})
         self.assertEqual(p['RevisionsToKeep'], 1)
         self.assertEqual(p['Size'], st.f_frsize * st.f_blocks)
         self.assertGreater(p['Usage'], 0)
@@ -72,8 +74,9 @@ class ManagerTest(StoragedTestCase):
         k = self.pprops('linux-kernel')
         self.assertEqual(k['Name'], 'linux-kernel')
         self.assertEqual(k['Driver'], 'linux-kernel')
-        self.assertEqual(k['Config']['dir_path'], os.path.join(self.base_dir, 'vm-kernels'))
-        self.assertEqual(k['Config'].get('revisions_to_keep', '0'), '0')
+        kconfig = dict(k['Config'])
+        self.assertEqual(kconfig.pop('revisions_to_keep', '0'), '0')
+        self.assertConfig(kconfig, 'linux-kernel', 'linux-kernel', {'dir_path': os.path.join(self.base_dir, 'vm-kernels')})
         self.assertEqual(k['RevisionsToKeep'], 0)
         self.assertEqual(k['Size'], 0)
         self.assertEqual(k['Usage'], 0)
@@ -109,7 +112,7 @@ class ManagerTest(StoragedTestCase):
         st = os.statvfs(d)
         self.assertEqual(p['Name'], 'p1')
         self.assertEqual(p['Driver'], 'file')
-        self.assertEqual(p['Config'], {'dir_path': d, 'revisions_to_keep': '1'})
+        self.assertConfig(p['Config'], 'p1', 'file', {'dir_path': d, 'revisions_to_keep': '1'})
         self.assertEqual(p['RevisionsToKeep'], 1)
         self.assertEqual(p['Size'], st.f_frsize * st.f_blocks)
         self.assertEqual(self.list_volumes('p1'), [])
@@ -117,7 +120,7 @@ class ManagerTest(StoragedTestCase):
         args = self.wait_signal(m, 'InterfacesAdded', ROOT, OBJECT_MANAGER, match=lambda a: a[0] == path)
         added = qubes_ifaces(args[1])
         self.assertEqual(set(added), {POOL})
-        self.assertEqual(without_usage(added[POOL]), without_usage(p))
+        self.assertClientModel(m, path, POOL)
         # persisted in the state dir
         self.assertTrue(self.state_records(), 'nothing written to the state dir')
 
@@ -127,14 +130,14 @@ class ManagerTest(StoragedTestCase):
         self.add_pool('p2', 'file', {'dir_path': d})
         p = self.pprops('p2')
         self.assertEqual(p['RevisionsToKeep'], 1)
-        self.assertEqual(p['Config']['dir_path'], d)
-        self.assertEqual(p['Config'].get('revisions_to_keep', '1'), '1')
+        self.assertConfig(p['Config'], 'p2', 'file', {'dir_path': d, 'revisions_to_keep': '1'})
         self.assertTrue(os.path.isdir(os.path.join(d, 'vm-templates')))
 
     def test_add_pool_revisions_to_keep_0(self):
         self.add_file_pool('p0', revisions_to_keep=0)
         self.assertEqual(self.pprops('p0')['RevisionsToKeep'], 0)
-        self.assertEqual(self.pprops('p0')['Config']['revisions_to_keep'], '0')
+        self.assertConfig(self.pprops('p0')['Config'], 'p0', 'file',
+                          {'dir_path': os.path.join(self.pools_dir, 'p0'), 'revisions_to_keep': '0'})
 
     def test_add_pool_valid_names(self):
         for name in ('a', 'A-z_0.9-x', '1pool', 'x' * 64, 'a..b', 'a-', 'Z_'):
@@ -152,7 +155,9 @@ class ManagerTest(StoragedTestCase):
         self.assertEqual(path, pool_path('k'))
         p = self.pprops('k')
         self.assertEqual(p['Driver'], 'linux-kernel')
-        self.assertEqual(p['Config']['dir_path'], d)
+        kconfig = dict(p['Config'])
+        self.assertEqual(kconfig.pop('revisions_to_keep', '0'), '0')
+        self.assertConfig(kconfig, 'k', 'linux-kernel', {'dir_path': d})
         self.assertEqual(p['RevisionsToKeep'], 0)
         self.assertEqual(p['UsageDetails'], {})
         self.assertEqual(self.list_volumes('k'), [])
@@ -184,39 +189,41 @@ class ManagerTest(StoragedTestCase):
     def test_add_pool_unknown_config_key(self):
         self.assertRejected('InvalidArgument', self.add_pool, 'p1', 'file',
                             {'dir_path': os.path.join(self.pools_dir, 'p1'), 'bogus_key': '1'},
-                            contains='bogus_key')
+                            contains=('bogus_key', 'p1'))
         # a parameter of another driver is unknown to this one
         self.assertRejected('InvalidArgument', self.add_pool, 'p1', 'file',
                             {'dir_path': os.path.join(self.pools_dir, 'p1'), 'volume_group': 'vg'},
-                            contains='volume_group')
+                            contains=('volume_group', 'p1'))
         self.assertRejected('InvalidArgument', self.add_pool, 'k1', 'linux-kernel',
                             {'dir_path': os.path.join(self.pools_dir, 'k1'), 'revisions_to_keep': '1'},
-                            contains='revisions_to_keep')
+                            contains=('revisions_to_keep', 'k1'))
         self.assertDBusError('NoSuchPool', self.get_pool, 'p1')
 
     def test_add_pool_missing_dir_path(self):
-        self.assertRejected('InvalidArgument', self.add_pool, 'p1', 'file', {}, contains='dir_path')
-        self.assertRejected('InvalidArgument', self.add_pool, 'p1', 'file', {'dir_path': ''}, contains='dir_path')
+        self.assertRejected('InvalidArgument', self.add_pool, 'p1', 'file', {}, contains=('dir_path', 'p1'))
+        self.assertRejected('InvalidArgument', self.add_pool, 'p1', 'file', {'dir_path': ''}, contains=('dir_path', 'p1'))
 
     def test_add_pool_unknown_option(self):
         self.assertRejected('InvalidArgument', self.add_pool, 'p1', 'file',
                             {'dir_path': os.path.join(self.pools_dir, 'p1')}, opts(bogus_option=True),
-                            contains='bogus_option')
+                            contains=('bogus_option', 'p1'))
 
     def test_add_pool_wrong_option_type(self):
         self.assertRejected('InvalidArgument', self.add_pool, 'p1', 'file',
                             {'dir_path': os.path.join(self.pools_dir, 'p1')},
-                            opts(**{'auth.no_user_interaction': 'yes'}), contains='auth.no_user_interaction')
+                            opts(**{'auth.no_user_interaction': 'yes'}), contains=('auth.no_user_interaction', 'p1'))
 
     def test_add_file_pool_revisions_to_keep_limits(self):
         d = os.path.join(self.pools_dir, 'p1')
         # the file driver keeps at most one revision
-        self.assertRejected(('NotSupported', 'InvalidArgument'), self.add_pool, 'p1', 'file',
-                            {'dir_path': d, 'revisions_to_keep': '2'}, contains='revisions_to_keep')
+        e = self.assertRejected(('NotSupported', 'InvalidArgument'), self.add_pool, 'p1', 'file',
+                                {'dir_path': d, 'revisions_to_keep': '2'}, contains='p1')
+        if e.name.endswith('InvalidArgument'):
+            self.assertIn('revisions_to_keep', e.message, 'InvalidArgument must name the parameter')
         for bad in ('-1', 'abc', '', '1x', '99999999999999999999'):
             with self.subTest(revisions_to_keep=bad):
                 self.assertRejected('InvalidArgument', self.add_pool, 'p1', 'file',
-                                    {'dir_path': d, 'revisions_to_keep': bad}, contains='revisions_to_keep')
+                                    {'dir_path': d, 'revisions_to_keep': bad}, contains=('revisions_to_keep', 'p1'))
         self.assertFalse(os.path.exists(d))
         self.assertDBusError('NoSuchPool', self.get_pool, 'p1')
 
@@ -261,7 +268,7 @@ class ManagerTest(StoragedTestCase):
     def test_remove_pool_unknown_option(self):
         self.add_file_pool('p1')
         self.assertRejected('InvalidArgument', self.remove_pool, 'p1', opts(bogus_option=True),
-                            contains='bogus_option')
+                            contains=('bogus_option', 'p1'))
         self.assertEqual(self.get_pool('p1'), pool_path('p1'))
 
     def test_remove_pool_in_use(self):
@@ -302,8 +309,8 @@ class ManagerTest(StoragedTestCase):
         args = self.wait_signal(m, 'InterfacesAdded', ROOT, OBJECT_MANAGER, match=lambda a: a[0] == vpath)
         added = qubes_ifaces(args[1])
         self.assertEqual(set(added), {VOLUME})
-        props = self.vprops(vpath)
-        self.assertEqual(added[VOLUME], props)
+        self.assertClientModel(m, ppath, POOL)
+        self.assertClientModel(m, vpath, VOLUME)
         # the pool was announced before the volume
         order = [a[0] for (_, _, _, a) in self.service_signals(m, 'InterfacesAdded', ROOT)]
         self.assertLess(order.index(ppath), order.index(vpath))
@@ -346,13 +353,49 @@ class ManagerTest(StoragedTestCase):
         k = self.pprops('linux-kernel')
         self.assertEqual((k['Size'], k['Usage'], k['UsageDetails']), (0, 0, {}))
         self.assertRejected('InvalidArgument', self.refresh_usage, 'p1', opts(bogus_option=True),
-                            contains='bogus_option')
+                            contains=('bogus_option', 'p1'))
 
-    # ---- access --------------------------------------------------------------------
+
+class UnprivilegedReadTest(StoragedTestCase):
+    """Reading is open to every local user (API.md, Authorization): the
+    service's read methods and properties answer a caller that is not root.
+    dbusmock's bus admits only its own uid, so this class runs its own
+    private system bus that lets every user connect."""
+
+    @classmethod
+    def setUpClass(cls):
+        conf = os.path.join(tempfile.mkdtemp(prefix='storaged-bus-'), 'system.conf')
+        cls._conf_dir = os.path.dirname(conf)
+        with open(conf, 'w') as f:
+            f.write('''<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <keep_umask/>
+  <listen>unix:tmpdir=/tmp</listen>
+  <policy context="default">
+    <allow user="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+''')
+        pid, addr = cls.start_dbus(conf=conf)
+        cls.system_bus_pid = pid
+        os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = addr
+        cls.bus_address = addr
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        shutil.rmtree(cls._conf_dir, ignore_errors=True)
 
     def test_read_as_unprivileged_user(self):
-        """Reading is open to every local user (API.md, Authorization)."""
+        self.add_file_pool('p1')
+        self.create_volume('p1', dict(name='private', vm='work', size=MiB, rw=True, save_on_stop=True))
         code = r'''
+import sys
 import gi
 gi.require_version("Gio", "2.0")
 from gi.repository import Gio, GLib
@@ -361,21 +404,28 @@ bus = Gio.DBusConnection.new_for_address_sync(sys.argv[1],
 def call(path, iface, method, params=None):
     return bus.call_sync("org.qubes.Storage1", path, iface, method, params, None, Gio.DBusCallFlags.NONE,
                          30000, None).unpack()
-print(call("/org/qubes/Storage1", "org.qubes.Storage1.Manager", "ListPools"))
-print(call("/org/qubes/Storage1", "org.qubes.Storage1.Manager", "ListDrivers"))
-print(call("/org/qubes/Storage1", "org.qubes.Storage1.Manager", "GetPool", GLib.Variant("(s)", ("varlibqubes",))))
-print(call("/org/qubes/Storage1", "org.freedesktop.DBus.Properties", "GetAll",
-           GLib.Variant("(s)", ("org.qubes.Storage1.Manager",))))
-print(call("/org/qubes/Storage1/pool/varlibqubes", "org.qubes.Storage1.Pool", "ListVolumes"))
-print(call("/org/qubes/Storage1/pool/varlibqubes", "org.freedesktop.DBus.Properties", "GetAll",
-           GLib.Variant("(s)", ("org.qubes.Storage1.Pool",))))
-print(call("/org/qubes/Storage1", "org.freedesktop.DBus.ObjectManager", "GetManagedObjects"))
-print(call("/org/qubes/Storage1", "org.freedesktop.DBus.Introspectable", "Introspect")[0][:10])
+def props(path, iface):
+    return call(path, "org.freedesktop.DBus.Properties", "GetAll", GLib.Variant("(s)", (iface,)))[0]
+M = "org.qubes.Storage1.Manager"
+root = "/org/qubes/Storage1"
+print(call(root, M, "ListPools"))
+print(call(root, M, "ListDrivers"))
+pool = call(root, M, "GetPool", GLib.Variant("(s)", ("p1",)))[0]
+print(props(root, M))
+print(props(pool, "org.qubes.Storage1.Pool"))
+print(call(pool, "org.qubes.Storage1.Pool", "ListVolumes"))
+vol = call(pool, "org.qubes.Storage1.Pool", "GetVolume", GLib.Variant("(s)", ("appvms/work/private",)))[0]
+print(props(vol, "org.qubes.Storage1.Volume"))
+print(call(vol, "org.freedesktop.DBus.Properties", "Get", GLib.Variant("(ss)", ("org.qubes.Storage1.Volume", "Size"))))
+print(call(root, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects"))
+for p in (root, pool, vol):
+    call(p, "org.freedesktop.DBus.Introspectable", "Introspect")
+print("uid", __import__("os").getuid(), "OK")
 '''
         r = subprocess.run(['/usr/bin/python3', '-c', code, self.bus_address], user=65534, group=65534,
                            capture_output=True, text=True, timeout=120, cwd='/')
         self.assertEqual(r.returncode, 0, f'reading as uid 65534 failed:\n{r.stdout}\n{r.stderr}')
-
+        self.assertIn('uid 65534 OK', r.stdout)
 
 if __name__ == '__main__':
     unittest.main(verbosity=2)

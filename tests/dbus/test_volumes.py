@@ -7,7 +7,7 @@ import re
 import unittest
 
 from storaged import (OBJECT_MANAGER, POOL, ROOT, VOLUME, GLib, MiB, StoragedTestCase, allocated, opts, pool_path,
-                      vconf, volume_path)
+                      snapshot_diff, vconf, volume_path)
 
 VOLUME_PROPERTIES = {'Vid', 'Name', 'Vm', 'Pool', 'Source', 'SnapOnStart', 'SaveOnStop', 'Rw', 'RevisionsToKeep',
                      'Size', 'Usage', 'Revisions', 'IsDirty', 'IsOutdated', 'Started', 'Path', 'BlockDevice',
@@ -27,12 +27,17 @@ def write_data(path, offset=0, length=128 * 1024, byte=b'\xab'):
 
 
 class FilePoolTestCase(StoragedTestCase):
-    pool = 'fp'
+    pool = 'testpool'
 
     def setUp(self):
         super().setUp()
         self.D = os.path.join(self.pools_dir, self.pool)
         self.add_pool(self.pool, 'file', {'dir_path': self.D, 'revisions_to_keep': '1'})
+
+    def about(self, vid=None):
+        """What an error message about a volume of this pool must name: the
+        pool, or the volume."""
+        return (self.pool,) + ((vid,) if vid else ())
 
     def img(self, vid):
         return os.path.join(self.D, vid + '.img')
@@ -188,22 +193,23 @@ class CreateVolumeTest(FilePoolTestCase):
         self.assertEqual(self.vprop(vpath, 'RevisionsToKeep'), 0)
         self.assertEqual(os.path.getsize(self.img('appvms/work/private')), MiB)
         self.assertRejected('InvalidArgument', self.create_volume, self.pool,
-                            vconf(name='p2', vm='work', size='12abc', rw=True, save_on_stop=True), contains='12abc')
+                            vconf(name='p2', vm='work', size='12abc', rw=True, save_on_stop=True),
+                            contains=('12abc', self.about('appvms/work/p2')))
         self.assertRejected('InvalidArgument', self.create_volume, self.pool,
                             vconf(name='p3', vm='work', size=MiB, rw=True, save_on_stop=True,
-                                  revisions_to_keep='x'), contains='revisions_to_keep')
+                                  revisions_to_keep='x'), contains=('revisions_to_keep', self.about('appvms/work/p3')))
 
     def test_invalid_vids(self):
         for vid in ('../x', '/abs', 'a//b', 'x' * 300, 'a/', 'a/./b', 'a/../b', '.', '..', 'a b', 'a:b', ''):
             with self.subTest(vid=vid):
-                contains = (vid,) if vid else ('vid',)
+                contains = (vid,) if vid else ('vid', self.about())
                 self.assertRejected('InvalidArgument', self.create_volume, self.pool,
                                     vconf(name='private', vm='work', vid=vid, size=MiB, rw=True, save_on_stop=True),
                                     contains=contains)
         self.assertEqual(self.list_volumes(self.pool), [])
 
     def test_longest_vid(self):
-        vid = 'd/' + 'x' * 200 + '/' + 'y' * 53
+        vid = 'd/' + 'x' * 200 + '/' + 'y' * 52
         self.assertEqual(len(vid), 255)
         vpath = self.volatile(vid=vid)
         self.assertEqual(vpath, volume_path(self.pool, vid))
@@ -214,11 +220,13 @@ class CreateVolumeTest(FilePoolTestCase):
             with self.subTest(size=size):
                 self.assertRejected('InvalidArgument', self.create_volume, self.pool,
                                     vconf(name='private', vm='work', size=size, rw=True, save_on_stop=True),
-                                    contains=str(size))
+                                    contains=(str(size), self.about('appvms/work/private')))
         self.assertRejected('InvalidArgument', self.create_volume, self.pool,
-                            vconf(name='private', vm='work', size='0', rw=True, save_on_stop=True))
+                            vconf(name='private', vm='work', size='0', rw=True, save_on_stop=True),
+                            contains=(self.about('appvms/work/private'),))
         self.assertRejected('InvalidArgument', self.create_volume, self.pool,
-                            vconf(name='private', vm='work', size='-1', rw=True, save_on_stop=True))
+                            vconf(name='private', vm='work', size='-1', rw=True, save_on_stop=True),
+                            contains=('-1', self.about('appvms/work/private')))
         self.assertEqual(self.list_volumes(self.pool), [])
 
     def test_storage_failure_leaves_nothing(self):
@@ -234,9 +242,10 @@ class CreateVolumeTest(FilePoolTestCase):
 
     def test_unknown_config_key(self):
         self.assertRejected('InvalidArgument', self.create_volume, self.pool,
-                            vconf(name='private', vm='work', size=MiB, bogus_key='1'), contains='bogus_key')
+                            vconf(name='private', vm='work', size=MiB, bogus_key='1'),
+                            contains=('bogus_key', self.about('appvms/work/private')))
         self.assertRejected('InvalidArgument', self.create_volume, self.pool,
-                            vconf(name='private', vm='work', size=MiB, pool='fp'), contains='pool')
+                            vconf(name='private', vm='work', size=MiB, pool=self.pool), contains=('pool', self.about()))
 
     def test_wrong_config_types(self):
         cases = {
@@ -250,12 +259,13 @@ class CreateVolumeTest(FilePoolTestCase):
             with self.subTest(key=key):
                 config = vconf(name='private', vm='work', size=MiB, rw=True, save_on_stop=True)
                 config[key] = value
-                self.assertRejected('InvalidArgument', self.create_volume, self.pool, config, contains=key)
+                self.assertRejected('InvalidArgument', self.create_volume, self.pool, config,
+                                    contains=(key, self.about('appvms/work/private')))
 
     def test_unknown_option(self):
         self.assertRejected('InvalidArgument', self.create_volume, self.pool,
                             vconf(name='private', vm='work', size=MiB, rw=True, save_on_stop=True),
-                            opts(bogus_option=True), contains='bogus_option')
+                            opts(bogus_option=True), contains=('bogus_option', self.about('appvms/work/private')))
 
     def test_invalid_names(self):
         for key, bad in (('vm', '1work'), ('vm', 'w' * 32), ('vm', 'a/b'), ('vm', ''), ('name', 'a/b'),
@@ -264,24 +274,27 @@ class CreateVolumeTest(FilePoolTestCase):
                 config = dict(name='private', vm='work', size=MiB, rw=True, save_on_stop=True)
                 config[key] = bad
                 self.assertRejected('InvalidArgument', self.create_volume, self.pool, config,
-                                    contains=bad if bad else key)
+                                    contains=(bad if bad else key, self.about()))
         self.volatile(vm='w' * 31)   # the longest valid VM name
 
     def test_missing_name_or_vm(self):
         self.assertRejected('InvalidArgument', self.create_volume, self.pool,
-                            dict(vm='work', size=MiB, rw=True, save_on_stop=True), contains='name')
+                            dict(vm='work', size=MiB, rw=True, save_on_stop=True),
+                            contains=('name', self.about()))
         self.assertRejected('InvalidArgument', self.create_volume, self.pool,
-                            dict(name='private', size=MiB, rw=True, save_on_stop=True), contains='vm')
+                            dict(name='private', size=MiB, rw=True, save_on_stop=True),
+                            contains=('vm', self.about()))
 
     def test_snapshot_without_source(self):
         self.assertRejected('InvalidArgument', self.create_volume, self.pool,
-                            dict(name='root', vm='work', size=MiB, rw=True, snap_on_start=True), contains='source')
+                            dict(name='root', vm='work', size=MiB, rw=True, snap_on_start=True),
+                            contains=('source', self.about('appvms/work/root')))
 
     def test_source_without_snapshot(self):
         self.template_root()
         self.assertRejected('InvalidArgument', self.create_volume, self.pool,
                             dict(name='root', vm='work', size=MiB, rw=True, source='vm-templates/tpl/root'),
-                            contains='source')
+                            contains=('source', self.about('appvms/work/root')))
 
     def test_source_missing(self):
         self.assertRejected('NoSuchVolume', self.snapshot, source='vm-templates/nosuch/root',
@@ -542,8 +555,9 @@ class ResizeTest(FilePoolTestCase):
 
     def test_too_big(self):
         vpath = self.origin()
-        self.assertRejected('InvalidArgument', self.resize, vpath, 2 ** 64 - 1)
-        self.assertRejected('InvalidArgument', self.resize, vpath, 2 ** 63)
+        self.assertRejected('InvalidArgument', self.resize, vpath, 2 ** 64 - 1,
+                            contains=(str(2 ** 64 - 1), 'appvms/work/private'))
+        self.assertRejected('InvalidArgument', self.resize, vpath, 2 ** 63, contains=(str(2 ** 63), 'appvms/work/private'))
 
     def test_read_only(self):
         vpath = self.volatile(rw=False)
@@ -561,13 +575,18 @@ class ResizeTest(FilePoolTestCase):
         self.assertEqual(self.service_signals(m, 'SizeChanged'), [])
         changed, _ = self.properties_changed(m, vpath, VOLUME)
         self.assertNotIn('Size', changed)
-        self.assertUnchanged(before, 'Resize to the same size')
+        # the image is untouched; a state record rewritten with the same
+        # content is not something a user can tell
+        after = self.without_state_mtimes(self.snapshot_all())
+        self.assertEqual(after, self.without_state_mtimes(before),
+                         'Resize to the same size changed files:\n' +
+                         snapshot_diff(self.without_state_mtimes(before)['tree'], after['tree']))
         self.assertEqual(os.path.getsize(self.img(vid)), MiB)
 
     def test_unknown_option(self):
         vpath = self.origin()
         self.assertRejected('InvalidArgument', self.resize, vpath, 2 * MiB, opts(bogus_option=True),
-                            contains='bogus_option')
+                            contains=('bogus_option', 'appvms/work/private'))
         self.assertRejected('InvalidArgument', self.resize, vpath, 2 * MiB, opts(allow_shrink='yes'),
                             contains='allow_shrink')
 
@@ -608,7 +627,7 @@ class SetRwTest(FilePoolTestCase):
     def test_unknown_option(self):
         vpath = self.origin(rw=True)
         self.assertRejected('InvalidArgument', self.set_rw, vpath, False, opts(bogus_option=True),
-                            contains='bogus_option')
+                            contains=('bogus_option', 'appvms/work/private'))
         self.assertTrue(self.vprop(vpath, 'Rw'))
 
 
@@ -631,7 +650,8 @@ class RevisionsToKeepTest(FilePoolTestCase):
         vpath = self.origin()
         self.assertRejected('NotSupported', self.set_revisions_to_keep, vpath, 2, contains='appvms/work/private')
         self.assertEqual(self.vprop(vpath, 'RevisionsToKeep'), 1)
-        self.assertRejected('InvalidArgument', self.set_revisions_to_keep, vpath, -1)
+        self.assertRejected('InvalidArgument', self.set_revisions_to_keep, vpath, -1,
+                            contains=('-1', 'appvms/work/private'))
         self.assertEqual(self.vprop(vpath, 'RevisionsToKeep'), 1)
 
     def test_non_origin_keeps_zero(self):
@@ -648,16 +668,17 @@ class RevisionsToKeepTest(FilePoolTestCase):
         self.wait_property_changed(m, pool_path(self.pool), POOL, 'RevisionsToKeep', 0)
         p = self.pprops(self.pool)
         self.assertEqual(p['RevisionsToKeep'], 0)
-        self.assertEqual(p['Config'].get('revisions_to_keep'), '0')
+        self.assertConfig(p['Config'], self.pool, 'file', {'dir_path': self.D, 'revisions_to_keep': '0'})
         vpath = self.origin()
         self.assertEqual(self.vprop(vpath, 'RevisionsToKeep'), 0)
 
     def test_pool_limits(self):
         self.assertRejected('NotSupported', self.pool_set_revisions_to_keep, self.pool, 2, contains=self.pool)
         self.assertEqual(self.pprops(self.pool)['RevisionsToKeep'], 1)
-        self.assertRejected('InvalidArgument', self.pool_set_revisions_to_keep, self.pool, -1)
+        self.assertRejected('InvalidArgument', self.pool_set_revisions_to_keep, self.pool, -1,
+                            contains=('-1', self.pool))
         self.assertRejected('InvalidArgument', self.pool_set_revisions_to_keep, self.pool, 1,
-                            opts(bogus_option=True), contains='bogus_option')
+                            opts(bogus_option=True), contains=('bogus_option', self.pool))
         self.assertRejected('NotSupported', self.pool_set_revisions_to_keep, 'linux-kernel', 1,
                             contains='linux-kernel')
         self.assertEqual(self.pprops('linux-kernel')['RevisionsToKeep'], 0)
@@ -719,7 +740,8 @@ class RemoveTest(FilePoolTestCase):
 
     def test_unknown_option(self):
         vpath = self.origin()
-        self.assertRejected('InvalidArgument', self.remove, vpath, opts(bogus_option=True), contains='bogus_option')
+        self.assertRejected('InvalidArgument', self.remove, vpath, opts(bogus_option=True),
+                            contains=('bogus_option', 'appvms/work/private'))
         self.assertEqual(self.get_volume(self.pool, 'appvms/work/private'), vpath)
 
 
@@ -732,26 +754,30 @@ class OptionsTest(FilePoolTestCase):
         bad = opts(bogus_option=True)
         wrong_type = opts(**{'auth.no_user_interaction': GLib.Variant('s', 'true')})
         for o, contains in ((bad, 'bogus_option'), (wrong_type, 'auth.no_user_interaction')):
+            vol = ('appvms/work/private', self.pool)
+            pool = (self.pool,)
             calls = [
-                ('Start', self.start, (vpath, o)),
-                ('Stop', self.stop, (vpath, o)),
-                ('Verify', self.verify, (vpath, o)),
-                ('Remove', self.remove, (vpath, o)),
-                ('Resize', self.resize, (vpath, 2 * MiB, o)),
-                ('Revert', self.revert, (vpath, '', o)),
-                ('SetRw', self.set_rw, (vpath, False, o)),
-                ('SetRevisionsToKeep', self.set_revisions_to_keep, (vpath, 0, o)),
-                ('CreateVolume', self.create_volume, (self.pool, vconf(name='x', vm='work', size=MiB), o)),
-                ('Pool.SetRevisionsToKeep', self.pool_set_revisions_to_keep, (self.pool, 0, o)),
-                ('RefreshUsage', self.refresh_usage, (self.pool, o)),
-                ('RemovePool', self.remove_pool, (self.pool, o)),
-                ('StartVolumes', self.batch, ('StartVolumes', [vpath], o)),
-                ('StopVolumes', self.batch, ('StopVolumes', [vpath], o)),
-                ('VerifyVolumes', self.batch, ('VerifyVolumes', [vpath], o)),
+                ('Start', self.start, (vpath, o), vol),
+                ('Stop', self.stop, (vpath, o), vol),
+                ('Verify', self.verify, (vpath, o), vol),
+                ('Remove', self.remove, (vpath, o), vol),
+                ('Resize', self.resize, (vpath, 2 * MiB, o), vol),
+                ('Revert', self.revert, (vpath, '', o), vol),
+                ('SetRw', self.set_rw, (vpath, False, o), vol),
+                ('SetRevisionsToKeep', self.set_revisions_to_keep, (vpath, 0, o), vol),
+                ('CreateVolume', self.create_volume, (self.pool, vconf(name='x', vm='work', size=MiB), o), pool),
+                ('Pool.SetRevisionsToKeep', self.pool_set_revisions_to_keep, (self.pool, 0, o), pool),
+                ('RefreshUsage', self.refresh_usage, (self.pool, o), pool),
+                ('RemovePool', self.remove_pool, (self.pool, o), pool),
+                # a batch's options are about no single volume
+                ('StartVolumes', self.batch, ('StartVolumes', [vpath], o), None),
+                ('StopVolumes', self.batch, ('StopVolumes', [vpath], o), None),
+                ('VerifyVolumes', self.batch, ('VerifyVolumes', [vpath], o), None),
             ]
-            for name, fn, args in calls:
+            for name, fn, args, about in calls:
                 with self.subTest(method=name, option=contains):
-                    self.assertRejected('InvalidArgument', fn, *args, contains=contains)
+                    self.assertRejected('InvalidArgument', fn, *args,
+                                        contains=(contains, about) if about else contains)
         self.assertProps(vpath, self.expect_origin('appvms/work/private', 'private', 'work', MiB))
 
 

@@ -23,10 +23,7 @@ typedef struct Fixture {
 } Fixture;
 
 static GHashTable *pool_config(const char *dir_path) {
-        GHashTable *config = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-        g_hash_table_insert(config, g_strdup("dir_path"), g_strdup(dir_path));
-        g_hash_table_insert(config, g_strdup("revisions_to_keep"), g_strdup("1"));
-        return config;
+        return tu_config_new("dir_path", dir_path, "revisions_to_keep", "1", NULL);
 }
 
 static void fixture_setup(Fixture *fx, gconstpointer data) {
@@ -120,7 +117,7 @@ static void test_driver(void) {
 static void test_pool_open(void) {
         StorageError err = STORAGE_ERROR_INIT;
         void *pool = NULL;
-        g_autoptr(GHashTable) config = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        g_autoptr(GHashTable) config = tu_config_new(NULL);
         g_assert_cmpint(drv->pool_open(config, &pool, &err), ==, -1);
         tu_assert_error(&err, SE_INVALID_ARGUMENT, "dir_path", NULL);
         g_hash_table_insert(config, g_strdup("dir_path"), g_strdup("var/lib/qubes"));
@@ -180,10 +177,9 @@ static void test_init_defaults(Fixture *fx, gconstpointer data) {
         VolumeSpec t = { .vm = "fedora", .name = "root", .template_vm = true, .save_on_stop = true, .rw = true };
         tu_assert_ok(drv->volume_init(fx->pool, &t, &fx->err), &fx->err);
         g_assert_cmpstr(t.vid, ==, "vm-templates/fedora/root");
-        g_free(t.vid);
-
         g_autoptr(VolumeSpec) snap = volume(fx, "work", "root", SNAPSHOT, &t);
         g_assert_cmpint(snap->revisions_to_keep, ==, 0);
+        g_free(t.vid);
 
         VolumeSpec given = { .vid = "custom/dir/vol", .vm = "work", .name = "private" };
         tu_assert_ok(drv->volume_init(fx->pool, &given, &fx->err), &fx->err);
@@ -240,6 +236,19 @@ static void test_create(Fixture *fx, gconstpointer data) {
         tu_assert_error(&fx->err, SE_INVALID_ARGUMENT, "appvms/work/empty", NULL);
 }
 
+/* A failed create leaves the disk as it was. */
+static void test_create_failure(Fixture *fx, gconstpointer data) {
+        g_autoptr(VolumeSpec) v = volume(fx, "work", "private", ORIGIN, NULL);
+        g_autofree char *img = file_of(fx, v, ".img");
+        g_autofree char *vm_dir = g_build_filename(fx->dir, "appvms/work", NULL);
+        g_autofree char *appvms = g_build_filename(fx->dir, "appvms", NULL);
+        v->size = (uint64_t) INT64_MAX + 1;
+        g_assert_cmpint(drv->volume_create(fx->pool, v, &fx->err), ==, -1);
+        tu_assert_error(&fx->err, SE_FAILED, img, NULL);
+        g_assert_false(tu_exists(vm_dir));
+        g_assert_false(tu_has_temp_files(appvms));
+}
+
 /* ---- origin ---- */
 
 static void test_origin_no_revision(Fixture *fx, gconstpointer data) {
@@ -291,21 +300,29 @@ static void test_origin_one_revision(Fixture *fx, gconstpointer data) {
                 g_assert_cmpuint(tu_allocated(cow), ==, 0);
                 assert_revision_old(fx, v, old);
         }
+        v->revisions_to_keep = 0; /* the revision kept so far goes at the next stop */
+        start(fx, v);
+        g_assert_true(tu_exists(old));
+        stop(fx, v);
+        g_assert_false(tu_exists(old));
 }
 
 static void test_origin_start_recovers(Fixture *fx, gconstpointer data) {
         g_autoptr(VolumeSpec) v = volume(fx, "work", "private", ORIGIN, NULL);
         g_autofree char *cow = file_of(fx, v, "-cow.img");
-        g_autofree char *tmp = file_of(fx, v, "-cow.img~x1y2z3");
+        g_autofree char *tmp = file_of(fx, v, ".img~x1y2z3");
         create(fx, v);
         start(fx, v);
         tu_fill(cow, 0, 4096, 0x42);
+        g_autofree char *snapshot_tmp = file_of(fx, v, "-cow.img~s1s2s3");
         tu_write_file(tmp, "crash leftover");
+        tu_write_file(snapshot_tmp, "a snapshot volume making this cow");
         /* Crash: no stop. The next start keeps the running data. */
         start(fx, v);
         g_assert_true(has_byte(cow, 0, 0x42));
         g_assert_true(is_dirty(fx, v));
         g_assert_false(tu_exists(tmp));
+        g_assert_true(tu_exists(snapshot_tmp)); /* only create and remove drop those */
 }
 
 static void test_origin_missing_image(Fixture *fx, gconstpointer data) {
@@ -489,6 +506,63 @@ static void test_resize_loop_device(Fixture *fx, gconstpointer data) {
         g_assert_cmpuint(seen, ==, 6 * MiB);
 }
 
+/* ---- import and export ---- */
+
+static char *import_begin(Fixture *fx, VolumeSpec *v, uint64_t size) {
+        char *path = NULL;
+        tu_assert_ok(drv->volume_import_begin(fx->pool, v, size, &path, &fx->err), &fx->err);
+        return path;
+}
+
+static void test_import(Fixture *fx, gconstpointer data) {
+        g_autoptr(VolumeSpec) v = volume(fx, "work", "private", ORIGIN, NULL);
+        g_autofree char *img = file_of(fx, v, ".img");
+        g_autofree char *staged = file_of(fx, v, "-import.img");
+        create(fx, v);
+        tu_fill(img, 0, 4096, 0x01);
+
+        g_autofree char *path = import_begin(fx, v, 2 * MiB);
+        g_assert_cmpstr(path, ==, staged);
+        g_assert_cmpuint(tu_size(staged), ==, 2 * MiB);
+        g_assert_cmpuint(tu_size(img), ==, MiB); /* untouched until the end */
+        tu_fill(staged, MiB, 4096, 0x02);
+        tu_assert_ok(drv->volume_import_end(fx->pool, v, true, &fx->err), &fx->err);
+        g_assert_false(tu_exists(staged));
+        g_assert_cmpuint(tu_size(img), ==, 2 * MiB);
+        g_assert_cmpuint(v->size, ==, 2 * MiB);
+        g_assert_true(has_byte(img, MiB, 0x02));
+        g_assert_false(has_byte(img, 0, 0x01));
+
+        g_autofree char *again = import_begin(fx, v, 0); /* 0: the current size */
+        g_assert_cmpuint(tu_size(staged), ==, 2 * MiB);
+        tu_fill(staged, 0, 4096, 0x03);
+        tu_assert_ok(drv->volume_import_end(fx->pool, v, false, &fx->err), &fx->err);
+        g_assert_false(tu_exists(staged));
+        g_assert_true(has_byte(img, MiB, 0x02));
+
+        g_assert_cmpint(drv->volume_import_end(fx->pool, v, true, &fx->err), ==, -1);
+        tu_assert_error(&fx->err, SE_FAILED, "appvms/work/private", NULL);
+        g_assert_null(drv->volume_import_clone);
+}
+
+static void test_export(Fixture *fx, gconstpointer data) {
+        g_autoptr(VolumeSpec) t = volume(fx, "fedora", "root", ORIGIN, NULL);
+        g_autoptr(VolumeSpec) v = volume(fx, "work", "root", SNAPSHOT, t);
+        g_autofree char *img = file_of(fx, t, ".img");
+        g_autofree char *path = NULL, *snap_path = NULL;
+        bool stable = true;
+        g_assert_cmpint(drv->volume_export(fx->pool, t, &path, &stable, &fx->err), ==, -1);
+        tu_assert_error(&fx->err, SE_MISSING_IMAGE, img, NULL);
+        create(fx, t);
+        tu_assert_ok(drv->volume_export(fx->pool, t, &path, &stable, &fx->err), &fx->err);
+        g_assert_cmpstr(path, ==, img);
+        g_assert_false(stable);
+        tu_assert_ok(drv->volume_export(fx->pool, v, &snap_path, &stable, &fx->err), &fx->err);
+        g_assert_cmpstr(snap_path, ==, img);
+        tu_assert_ok(drv->volume_export_end(fx->pool, t, path, &fx->err), &fx->err);
+        g_assert_true(tu_exists(img));
+}
+
 /* ---- usage, query, revert, remove ---- */
 
 static void test_usage(Fixture *fx, gconstpointer data) {
@@ -606,6 +680,7 @@ int main(int argc, char **argv) {
         ADD("/file/init/defaults", test_init_defaults);
         ADD("/file/init/refusals", test_init_refusals);
         ADD("/file/create", test_create);
+        ADD("/file/create-failure", test_create_failure);
         ADD("/file/origin/no-revision", test_origin_no_revision);
         ADD("/file/origin/one-revision", test_origin_one_revision);
         ADD("/file/origin/start-recovers", test_origin_start_recovers);
@@ -617,6 +692,8 @@ int main(int argc, char **argv) {
         ADD("/file/resize/grow", test_resize);
         ADD("/file/resize/missing-image", test_resize_missing_image);
         ADD("/file/resize/loop-device", test_resize_loop_device);
+        ADD("/file/import", test_import);
+        ADD("/file/export", test_export);
         ADD("/file/usage", test_usage);
         ADD("/file/query/origin", test_query_origin);
         ADD("/file/query/snapshot-without-source", test_query_snapshot_without_source);

@@ -89,6 +89,7 @@ static void test_rename(Fixture *fx, gconstpointer data) {
         g_autofree char *from = in(fx, "from");
         g_autofree char *sub = in(fx, "sub");
         g_autofree char *to = in(fx, "sub/to");
+        tu_assert_ok(fo_mkdir(sub, &fx->err), &fx->err);
         tu_write_file(from, "data");
         tu_write_file(to, "old");
         tu_assert_ok(fo_rename(from, to, &fx->err), &fx->err);
@@ -164,20 +165,26 @@ static void test_atomic_write(Fixture *fx, gconstpointer data) {
         g_assert_false(tu_has_temp_files(parent));
 }
 
-static int fill_then_fail(int fd, const char *tmp, void *userdata, StorageError *err) {
+/* Records the names in the directory while the temporary file exists. */
+static int fill_then_fail(int fd, const char *path, void *userdata, StorageError *err) {
+        g_autofree char *dir = g_path_get_dirname(path);
         g_assert_cmpint(write(fd, "partial", 7), ==, 7);
-        *(char **) userdata = g_strdup(tmp);
-        return se_set(err, SE_FAILED, "fill failed on purpose");
+        GDir *d = g_dir_open(dir, 0, NULL);
+        GString *names = g_string_new(NULL);
+        for (const char *name; (name = g_dir_read_name(d));)
+                g_string_append_printf(names, "%s\n", name);
+        g_dir_close(d);
+        *(char **) userdata = g_string_free(names, FALSE);
+        return se_set(err, SE_FAILED, "fill of %s failed on purpose", path);
 }
 
 static void test_atomic_fill_error(Fixture *fx, gconstpointer data) {
         g_autofree char *file = in(fx, "f");
-        g_autofree char *tmp = NULL;
+        g_autofree char *names = NULL;
         tu_write_file(file, "old");
-        g_assert_cmpint(fo_atomic_fill(file, FO_REPLACE, fill_then_fail, &tmp, &fx->err), ==, -1);
-        tu_assert_error(&fx->err, SE_FAILED, "on purpose", NULL);
-        g_assert_true(g_str_has_prefix(tmp, file));
-        g_assert_true(g_str_has_prefix(tmp + strlen(file), "~"));
+        g_assert_cmpint(fo_atomic_fill(file, FO_REPLACE, fill_then_fail, &names, &fx->err), ==, -1);
+        tu_assert_error(&fx->err, SE_FAILED, file, "on purpose", NULL);
+        g_assert_true(g_regex_match_simple("^f~[A-Za-z0-9]{6}$", names, G_REGEX_MULTILINE, 0));
         g_autofree char *got = tu_read(file, NULL);
         g_assert_cmpstr(got, ==, "old");
         g_assert_false(tu_has_temp_files(fx->dir));
@@ -333,7 +340,7 @@ static void test_iso8601(void) {
 
 static void test_config_dir_path(void) {
         StorageError err = STORAGE_ERROR_INIT;
-        g_autoptr(GHashTable) config = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        g_autoptr(GHashTable) config = tu_config_new(NULL);
         g_autofree char *dir = NULL;
         g_assert_cmpint(fo_config_dir_path(config, &dir, &err), ==, -1);
         tu_assert_error(&err, SE_INVALID_ARGUMENT, "dir_path", NULL);

@@ -14,8 +14,7 @@ typedef struct Fixture {
 } Fixture;
 
 static void open_pool(const char *dir, void **pool, StorageError *err) {
-        g_autoptr(GHashTable) config = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-        g_hash_table_insert(config, g_strdup("dir_path"), g_strdup(dir));
+        g_autoptr(GHashTable) config = tu_config_new("dir_path", dir, NULL);
         tu_assert_ok(drv->pool_open(config, pool, err), err);
 }
 
@@ -59,7 +58,7 @@ static void test_driver(void) {
 static void test_pool_open(void) {
         StorageError err = STORAGE_ERROR_INIT;
         void *pool = NULL;
-        g_autoptr(GHashTable) config = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        g_autoptr(GHashTable) config = tu_config_new(NULL);
         g_assert_cmpint(drv->pool_open(config, &pool, &err), ==, -1);
         tu_assert_error(&err, SE_INVALID_ARGUMENT, "dir_path", NULL);
 }
@@ -158,6 +157,22 @@ static void test_query(Fixture *fx, gconstpointer data) {
         volume_info_clear(&info);
 }
 
+static void test_export(Fixture *fx, gconstpointer data) {
+        VolumeSpec v = kernel_volume("6.1.0");
+        g_autofree char *modules = g_build_filename(fx->dir, "6.1.0", "modules.img", NULL);
+        g_autofree char *path = NULL;
+        bool stable = true;
+        g_assert_cmpint(drv->volume_export(fx->pool, &v, &path, &stable, &fx->err), ==, -1);
+        tu_assert_error(&fx->err, SE_MISSING_IMAGE, modules, NULL);
+        add_kernel(fx, "6.1.0", complete);
+        tu_assert_ok(drv->volume_export(fx->pool, &v, &path, &stable, &fx->err), &fx->err);
+        g_assert_cmpstr(path, ==, modules);
+        g_assert_false(stable);
+        tu_assert_ok(drv->volume_export_end(fx->pool, &v, path, &fx->err), &fx->err);
+        g_assert_true(tu_exists(modules));
+        g_assert_null(drv->volume_import_begin);
+}
+
 /* create, start, stop and remove touch nothing on disk. */
 static void test_noops(Fixture *fx, gconstpointer data) {
         VolumeSpec v = kernel_volume("6.1.0");
@@ -191,5 +206,6 @@ int main(int argc, char **argv) {
         ADD("/linux-kernel/verify", test_verify);
         ADD("/linux-kernel/query", test_query);
         ADD("/linux-kernel/noops", test_noops);
+        ADD("/linux-kernel/export", test_export);
         return g_test_run();
 }

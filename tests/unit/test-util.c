@@ -94,6 +94,16 @@ bool tu_has_temp_files(const char *dir) {
         return false;
 }
 
+GHashTable *tu_config_new(const char *key, ...) {
+        GHashTable *config = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        va_list ap;
+        va_start(ap, key);
+        for (; key; key = va_arg(ap, const char *))
+                g_hash_table_insert(config, g_strdup(key), g_strdup(va_arg(ap, const char *)));
+        va_end(ap);
+        return config;
+}
+
 void tu_assert_error(StorageError *err, int code, ...) {
         if (err->code == SE_OK)
                 g_error("expected error %d, got success", code);

@@ -25,6 +25,10 @@ bool tu_same_contents(const char *a, const char *b);
 /* Whether dir holds a "<name>~..." temporary file. */
 bool tu_has_temp_files(const char *dir);
 
+/* A pool configuration: string keys and values (owned, g_free), given as
+ * NULL-terminated key, value pairs. */
+GHashTable *tu_config_new(const char *key, ...);
+
 /* Asserts err holds code and a message that contains every given word,
  * then clears err. */
 void tu_assert_error(StorageError *err, int code, ...) G_GNUC_NULL_TERMINATED;
