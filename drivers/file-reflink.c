@@ -12,6 +12,7 @@
 #include "driver.h"
 #include "file-reflink.h"
 #include "fileops.h"
+#include "test-seam.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -152,6 +153,7 @@ static int commit(const VolumeSpec *v, const Paths *p, const char *from, Storage
         close(fd);
         if (r < 0)
                 return se_errno(err, e, "Cannot flush %s of volume %s", from, v->vid);
+        test_seam_pause("reflink-commit-before-rename");
         return fo_rename(from, p->clean, err);
 }
 
@@ -350,6 +352,7 @@ static int reflink_volume_start(void *pool, VolumeSpec *v, StorageError *err) {
                 paths_get(rp, v->source, &src);
                 if (fo_copy(src.clean, p.clean, NULL, err) < 0)
                         return -1;
+                test_seam_pause("reflink-start-before-dirty");
         }
         if (is_origin(v) || is_snapshot(v))
                 return fo_copy(p.clean, p.dirty, NULL, err);
