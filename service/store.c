@@ -75,8 +75,16 @@ static int remove_synced(const char *dir, const char *name, StorageError *err) {
         return 0;
 }
 
-/* vids contain '/', never '%': the mapping to a file name is one-to-one. */
+/* vids contain '/', never '%': the mapping to a file name is one-to-one.
+ * Names too long for the filesystem (vids go up to 255 characters) become
+ * the vid's SHA-256; the record holds the vid either way. */
+#define MAX_RECORD_NAME 200
+
 static char *vid_to_file(const char *vid) {
+        if (strlen(vid) > MAX_RECORD_NAME) {
+                g_autofree char *hash = g_compute_checksum_for_string(G_CHECKSUM_SHA256, vid, -1);
+                return g_strconcat("sha256-", hash, ".volume", NULL);
+        }
         g_autofree char *s = g_strdup(vid);
         g_strdelimit(s, "/", '%');
         return g_strconcat(s, ".volume", NULL);

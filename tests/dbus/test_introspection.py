@@ -12,8 +12,8 @@ EMITS = 'org.freedesktop.DBus.Property.EmitsChangedSignal'
 
 # API.md, member by member: methods (in signature, out signature, in arg
 # names), properties (type, 'const' or 'emits' or None where API.md gives no
-# change behaviour), signals (signature, arg names). Only what the service
-# implements so far (no Import*/Export*/Job yet).
+# change behaviour), signals (signature, arg names). The Job interface has
+# no XML file yet.
 API = {
     MANAGER: {
         'methods': {
@@ -54,6 +54,12 @@ API = {
             'Revert': ('sa{sv}', '', ['revision', 'options']),
             'SetRw': ('ba{sv}', '', ['rw', 'options']),
             'SetRevisionsToKeep': ('ia{sv}', '', ['n', 'options']),
+            'ImportBegin': ('ta{sv}', 'hs', ['size', 'options']),
+            'ImportEnd': ('bsa{sv}', '', ['success', 'message', 'options']),
+            'Import': ('hta{sv}', '', ['fd', 'size', 'options']),
+            'ImportVolume': ('oa{sv}', '', ['source', 'options']),
+            'Export': ('a{sv}', 'hs', ['options']),
+            'ExportEnd': ('sa{sv}', '', ['path', 'options']),
         },
         'properties': {
             'Vid': ('s', 'const'), 'Name': ('s', 'const'), 'Vm': ('s', 'const'), 'Pool': ('o', 'const'),
@@ -63,7 +69,8 @@ API = {
             'IsOutdated': ('b', 'emits'), 'Started': ('b', 'emits'), 'Path': ('s', None),
             'BlockDevice': ('(sssb)', None), 'KernelsDir': ('s', None),
         },
-        'signals': {'SizeChanged': ('tt', ['old_size', 'new_size'])},
+        'signals': {'SizeChanged': ('tt', ['old_size', 'new_size']), 'Exported': ('s', ['path']),
+                    'ExportEnded': ('s', ['path'])},
     },
 }
 

@@ -1,0 +1,460 @@
+"""Common helpers of the system tests of qubes-storaged (tests/system).
+
+These tests look at the service as the system sees it: who may call what
+(polkit, through the python-dbusmock polkitd template or the real polkitd),
+what the bus policy lets a non-root process do, D-Bus activation from the
+activation file and exit on idle.
+
+Everything runs on private buses started here (dbus-daemon with a config of
+the test's own); the machine's buses, polkitd and files are never touched.
+The tests run as root (they start dbus-daemon, the service and polkitd, and
+switch to uid 65534 with setpriv for the non-root caller). Nothing skips: a
+missing facility is a failure.
+
+The binary is $QUBES_STORAGED (default: <repo>/build/qubes-storaged), the
+source tree $QUBES_STORAGED_SRC (default: the tree this file is in).
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import gi
+
+gi.require_version('Gio', '2.0')
+gi.require_version('GLib', '2.0')
+from gi.repository import Gio, GLib  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.path.abspath(os.environ.get('QUBES_STORAGED_SRC') or os.path.dirname(os.path.dirname(HERE)))
+SERVICE = os.path.abspath(os.environ.get('QUBES_STORAGED') or os.path.join(SRCDIR, 'build', 'qubes-storaged'))
+PYTHON = '/usr/bin/python3'  # Debian's: it has python3-gi and python3-dbusmock
+CLIENT = os.path.join(HERE, 'client.py')
+
+BUS_NAME = 'org.qubes.Storage1'
+ROOT = '/org/qubes/Storage1'
+MANAGER = 'org.qubes.Storage1.Manager'
+POOL = 'org.qubes.Storage1.Pool'
+VOLUME = 'org.qubes.Storage1.Volume'
+OBJECT_MANAGER = 'org.freedesktop.DBus.ObjectManager'
+PROPERTIES = 'org.freedesktop.DBus.Properties'
+INTROSPECTABLE = 'org.freedesktop.DBus.Introspectable'
+NOT_AUTHORIZED = 'org.qubes.Storage1.Error.NotAuthorized'
+
+MANAGE_POOLS = 'org.qubes.storage1.manage-pools'
+MANAGE_VOLUMES = 'org.qubes.storage1.manage-volumes'
+START_STOP = 'org.qubes.storage1.start-stop'
+
+NOBODY_UID = 65534
+NOBODY_GID = 65534
+
+# Deadlock guards for waits and calls, never assertions about speed.
+CALL_TIMEOUT_MS = 120 * 1000
+WAIT_TIMEOUT_S = 60
+
+MiB = 1 << 20
+
+SANITIZER_MARKERS = ('AddressSanitizer', 'LeakSanitizer', 'UndefinedBehaviorSanitizer', 'runtime error:')
+
+
+def check_environment(test):
+    """The facilities every system test needs: fail loudly when one is missing."""
+    test.assertEqual(os.geteuid(), 0, 'the system tests run as root (dbus-daemon, setpriv, polkitd)')
+    test.assertTrue(os.access(SERVICE, os.X_OK), f'no service binary at {SERVICE} (set QUBES_STORAGED)')
+    for tool in ('dbus-daemon', 'setpriv'):
+        test.assertIsNotNone(shutil.which(tool), f'{tool} is not installed')
+    test.assertTrue(os.access(PYTHON, os.X_OK), f'{PYTHON} is missing')
+
+
+def path_encode(s):
+    """sd_bus_path_encode() of one label."""
+    if s == '':
+        return '_'
+    out = []
+    for i, b in enumerate(s.encode('utf-8')):
+        c = chr(b)
+        if (c.isascii() and c.isalpha()) or (i > 0 and c.isascii() and c.isdigit()):
+            out.append(c)
+        else:
+            out.append('_%02x' % b)
+    return ''.join(out)
+
+
+def pool_path(pool):
+    return f'{ROOT}/pool/{path_encode(pool)}'
+
+
+def volume_path(pool, vid):
+    return f'{pool_path(pool)}/volume/{path_encode(vid)}'
+
+
+def wait_until(predicate, what, timeout=WAIT_TIMEOUT_S, interval=0.05):
+    """Polls predicate() until it is true; fails naming `what` after a
+    generous timeout (a hang guard, not a speed requirement)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = predicate()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f'timed out waiting for {what}')
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------- files
+
+def make_world(prefix):
+    """A temporary directory every uid can traverse (the bus socket lives
+    there; the non-root client must reach it), with state/, base/, pools/."""
+    top = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(top, 0o755)
+    for d in ('state', 'base', 'pools'):
+        os.mkdir(os.path.join(top, d))
+    return top
+
+
+def tree_snapshot(root):
+    """Every entry under root with type, mode, owner, size, allocation, mtime
+    and a content hash of small files: what a change would show."""
+    snap = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, root)
+            st = os.lstat(p)
+            if os.path.islink(p):
+                snap[rel] = ('symlink', os.readlink(p))
+            elif os.path.isdir(p):
+                snap[rel] = ('dir', oct(st.st_mode), st.st_uid)
+            else:
+                digest = None
+                if st.st_size <= 8 * MiB:
+                    with open(p, 'rb') as fh:
+                        digest = hashlib.sha256(fh.read()).hexdigest()
+                snap[rel] = ('file', oct(st.st_mode), st.st_uid, st.st_size, st.st_blocks, st.st_mtime_ns, digest)
+    return snap
+
+
+def snapshot_diff(before, after):
+    lines = []
+    for k in sorted(set(before) | set(after)):
+        if k not in after:
+            lines.append(f'  removed: {k} {before[k]}')
+        elif k not in before:
+            lines.append(f'  added:   {k} {after[k]}')
+        elif before[k] != after[k]:
+            lines.append(f'  changed: {k} {before[k]} -> {after[k]}')
+    return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------- buses
+
+BUS_CONFIG_HEAD = '''<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <auth>EXTERNAL</auth>
+  <listen>unix:path={socket}</listen>
+'''
+
+# A permissive system bus like python-dbusmock's start_system_bus(), plus
+# <allow user="*"/>: dbusmock's own config has no user rule, so dbus-daemon
+# only lets the uid that runs it (root) connect and the non-root caller
+# would be disconnected during authentication.
+PERMISSIVE_POLICY = '''
+  <policy context="default">
+    <allow user="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+'''
+
+# The default context of Debian's /usr/share/dbus-1/system.conf: everyone
+# may connect; owning names and sending method calls need a hole punched by
+# a service's own policy file (ours: org.qubes.Storage1.conf).
+SYSTEM_POLICY = '''
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"
+          send_member="UpdateActivationEnvironment"/>
+  </policy>
+'''
+
+
+def bus_config(socket, policy, servicedir=None, includes=()):
+    text = BUS_CONFIG_HEAD.format(socket=socket)
+    if servicedir:
+        text += f'  <servicedir>{servicedir}</servicedir>\n'
+    text += policy
+    for inc in includes:
+        text += f'  <include>{inc}</include>\n'
+    return text + '</busconfig>\n'
+
+
+class Bus:
+    """A private dbus-daemon (system type) with a given config."""
+
+    def __init__(self, directory, policy, servicedir=None, includes=()):
+        self.socket = os.path.join(directory, 'system_bus_socket')
+        self.config = os.path.join(directory, 'bus.conf')
+        with open(self.config, 'w') as f:
+            f.write(bus_config(self.socket, policy, servicedir, includes))
+        self.log_path = os.path.join(directory, 'dbus-daemon.log')
+        self.log = open(self.log_path, 'w')
+        # dbus-daemon's --nofork keeps it our child, so it is stopped by its pid.
+        self.proc = subprocess.Popen(['dbus-daemon', '--nofork', '--nopidfile', '--config-file=' + self.config,
+                                      '--print-address=1'], stdout=subprocess.PIPE, stderr=self.log,
+                                     text=True, env=dict(os.environ, LC_ALL='C'))
+        line = self.proc.stdout.readline().strip()
+        if not line:
+            self.proc.wait(10)
+            raise AssertionError(f'dbus-daemon did not start: {self.read_log()}')
+        self.address = f'unix:path={self.socket}'
+        self._conn = None
+
+    def read_log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def connect(self):
+        return Gio.DBusConnection.new_for_address_sync(
+            self.address, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT |
+            Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)
+
+    @property
+    def conn(self):
+        if self._conn is None or self._conn.is_closed():
+            self._conn = self.connect()
+        return self._conn
+
+    def dbus(self, method, sig=None, *args):
+        r = self.conn.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', method,
+                                GLib.Variant(sig, args) if sig else None, None, Gio.DBusCallFlags.NONE,
+                                CALL_TIMEOUT_MS, None)
+        return r.unpack()
+
+    def has_owner(self, name):
+        return self.dbus('NameHasOwner', '(s)', name)[0]
+
+    def owner_pid(self, name):
+        return self.dbus('GetConnectionUnixProcessID', '(s)', name)[0]
+
+    def stop(self):
+        if self._conn is not None and not self._conn.is_closed():
+            self._conn.close_sync(None)
+        self._conn = None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+        self.log.close()
+
+
+# ---------------------------------------------------------------- calls
+
+class CallError(Exception):
+    def __init__(self, name, message):
+        super().__init__(f'{name}: {message}')
+        self.name = name
+        self.message = message
+
+
+def gerror_split(e):
+    name = Gio.DBusError.get_remote_error(e)
+    if name:
+        Gio.DBusError.strip_remote_error(e)
+    return name, e.message
+
+
+def call(conn, path, iface, method, sig=None, args=(), dest=BUS_NAME, flags=Gio.DBusCallFlags.NONE,
+         timeout=CALL_TIMEOUT_MS):
+    """A method call from this (root) process: the unpacked reply tuple, or
+    CallError(name, message)."""
+    params = GLib.Variant(sig, tuple(args)) if sig else None
+    try:
+        r = conn.call_sync(dest, path, iface, method, params, None, flags, timeout, None)
+    except GLib.Error as e:
+        raise CallError(*gerror_split(e)) from None
+    return r.unpack() if r is not None else ()
+
+
+def v(sig, value):
+    return GLib.Variant(sig, value)
+
+
+def all_objects(conn):
+    """Every object of the service with every property (ObjectManager), as
+    a plain dict: what a client could read."""
+    (objs,) = call(conn, ROOT, OBJECT_MANAGER, 'GetManagedObjects')
+    return objs
+
+
+def get_property(conn, path, iface, name):
+    (val,) = call(conn, path, PROPERTIES, 'Get', '(ss)', (iface, name))
+    return val
+
+
+# ---------------------------------------------------------------- non-root client
+
+class NonRoot:
+    """Runs tests/system/client.py as uid/gid 65534 with no supplementary
+    groups (setpriv). The client makes the calls it is given on a connection
+    of its own and prints one JSON line per event."""
+
+    def __init__(self, world, address):
+        # The client must be readable by uid 65534: the source tree may not be.
+        self.script = os.path.join(world, 'client.py')
+        if not os.path.exists(self.script):
+            shutil.copyfile(CLIENT, self.script)
+            os.chmod(self.script, 0o644)
+        self.address = address
+
+    def argv(self, request):
+        return ['setpriv', f'--reuid={NOBODY_UID}', f'--regid={NOBODY_GID}', '--clear-groups', PYTHON, '-I', '-B',
+                self.script, json.dumps(dict(request, address=self.address))]
+
+    def env(self):
+        return {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'HOME': '/nonexistent', 'LC_ALL': 'C.UTF-8'}
+
+    def start(self, request):
+        """A client running in the background: a ClientProcess."""
+        p = subprocess.Popen(self.argv(request), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=self.env(), cwd='/')
+        return ClientProcess(p)
+
+    def run(self, request):
+        """Runs a client to its end: the list of its JSON events."""
+        p = subprocess.run(self.argv(request), capture_output=True, text=True, env=self.env(), cwd='/',
+                           timeout=CALL_TIMEOUT_MS / 1000 + 60)
+        events = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+        if p.returncode != 0:
+            raise AssertionError(f'the non-root client failed (rc {p.returncode}): {p.stderr}\n{p.stdout}')
+        return events
+
+    def call(self, path, iface, method, sig=None, args=None, interactive=False):
+        """One call as uid 65534: (sender, result) where result is
+        {'ok': value} or {'error': name, 'message': text}."""
+        events = self.run({'calls': [call_request(path, iface, method, sig, args, interactive)]})
+        return events[0]['sender'], events[1]
+
+    def own(self, name):
+        events = self.run({'own': name})
+        return events[1]
+
+
+def call_request(path, iface, method, sig=None, args=None, interactive=False, dest=BUS_NAME):
+    """A call for client.py. args is GVariant text (GLib.Variant.print_)
+    of the whole argument tuple."""
+    return {'dest': dest, 'path': path, 'iface': iface, 'method': method, 'sig': sig,
+            'args': args, 'interactive': interactive}
+
+
+def gv_text(sig, value):
+    """GVariant text of a value, for client.py."""
+    return GLib.Variant(sig, value).print_(True)
+
+
+class ClientProcess:
+    def __init__(self, popen):
+        self.popen = popen
+
+    def next_event(self):
+        line = self.popen.stdout.readline()
+        if not line:
+            self.popen.wait(30)
+            raise AssertionError(f'the non-root client ended early (rc {self.popen.returncode}): '
+                                 f'{self.popen.stderr.read()}')
+        return json.loads(line)
+
+    def running(self):
+        return self.popen.poll() is None
+
+    def finish(self):
+        out, err = self.popen.communicate(timeout=CALL_TIMEOUT_MS / 1000 + 60)
+        if self.popen.returncode != 0:
+            raise AssertionError(f'the non-root client failed (rc {self.popen.returncode}): {err}')
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def kill(self):
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.communicate()
+
+
+# ---------------------------------------------------------------- the service
+
+class Service:
+    """The built service started directly on a bus (not activated)."""
+
+    def __init__(self, bus, world, extra_args=()):
+        self.bus = bus
+        self.world = world
+        self.state_dir = os.path.join(world, 'state')
+        self.base_dir = os.path.join(world, 'base')
+        self.log_path = os.path.join(world, 'service.log')
+        self.log = open(self.log_path, 'a')
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=bus.address)
+        env.pop('STATE_DIRECTORY', None)
+        self.proc = subprocess.Popen([SERVICE, '--bus', 'system', '--state-dir', self.state_dir,
+                                      '--base-dir', self.base_dir, *extra_args],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        wait_until(lambda: self.proc.poll() is not None or bus.has_owner(BUS_NAME), 'the service to own its name')
+        if self.proc.poll() is not None:
+            raise AssertionError(f'the service exited with {self.proc.returncode}: {self.read_log()}')
+
+    def read_log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(WAIT_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.log.close()
+                raise AssertionError('the service did not stop on SIGTERM')
+        self.log.close()
+        log = self.read_log()
+        for marker in SANITIZER_MARKERS:
+            if marker in log:
+                raise AssertionError(f'sanitizer report in the service log:\n{log}')
+        return self.proc.returncode
+
+
+def remove_world(world):
+    shutil.rmtree(world, ignore_errors=True)
+
+
+def main():
+    unittest.main(verbosity=2)
+
+
+if __name__ == '__main__':
+    sys.exit('this is a helper module; run the test_*.py files')
