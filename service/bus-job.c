@@ -70,7 +70,8 @@ static int on_owner_gone(sd_bus_track *t, void *userdata) {
 static int method_cancel(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         BusJob *j = userdata;
         Options o;
-        int r = read_options(m, &o, false, error);
+        g_autofree char *object = g_strdup_printf("job %u", j->id);
+        int r = read_options(m, &o, false, object, error);
         if (r < 0)
                 return r;
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;

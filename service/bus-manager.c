@@ -126,7 +126,8 @@ static int method_add_pool(sd_bus_message *m, void *userdata, sd_bus_error *erro
         if (r < 0)
                 return r;
         Options o;
-        r = read_options(m, &o, false, error);
+        g_autofree char *object = g_strdup_printf("pool %s", name);
+        r = read_options(m, &o, false, object, error);
         if (r < 0)
                 return r;
         if (!adding)
@@ -188,7 +189,8 @@ static int method_remove_pool(sd_bus_message *m, void *userdata, sd_bus_error *e
         if (r < 0)
                 return r;
         Options o;
-        r = read_options(m, &o, false, error);
+        g_autofree char *object = g_strdup_printf("pool %s", name);
+        r = read_options(m, &o, false, object, error);
         if (r < 0)
                 return r;
         Pool *p = model_find_pool(name);

@@ -133,7 +133,8 @@ static int read_volume_config(sd_bus_message *m, Pool *p, VolumeSpec *s, sd_bus_
                 { "revisions_to_keep", FIELD_INT, &s->revisions_to_keep, false },
                 { "ephemeral", FIELD_BOOL, &s->ephemeral, false },
         };
-        int r = read_dict(m, f, G_N_ELEMENTS(f), "config key", error);
+        g_autofree char *object = g_strdup_printf("a new volume of pool %s", p->name);
+        int r = read_dict(m, f, G_N_ELEMENTS(f), "config key", object, error);
         if (r < 0)
                 return r;
         if (!s->name || !valid_vm_name(s->name))
@@ -172,7 +173,8 @@ static int method_create_volume(sd_bus_message *m, void *userdata, sd_bus_error 
         if (r < 0)
                 return r;
         Options o;
-        r = read_options(m, &o, false, error);
+        g_autofree char *object = g_strdup_printf("pool %s", p->name);
+        r = read_options(m, &o, false, object, error);
         if (r < 0)
                 return r;
         if (p->removed)
@@ -263,7 +265,8 @@ static int method_set_revisions(sd_bus_message *m, void *userdata, sd_bus_error 
         if (r < 0)
                 return r;
         Options o;
-        r = read_options(m, &o, false, error);
+        g_autofree char *object = g_strdup_printf("pool %s", p->name);
+        r = read_options(m, &o, false, object, error);
         if (r < 0)
                 return r;
         g_autofree char *what = g_strdup_printf("pool %s", p->name);
@@ -300,7 +303,8 @@ static void refresh_done(Pool *p, void *userdata) {
 static int method_refresh_usage(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Pool *p = userdata;
         Options o;
-        int r = read_options(m, &o, false, error);
+        g_autofree char *object = g_strdup_printf("pool %s", p->name);
+        int r = read_options(m, &o, false, object, error);
         if (r < 0)
                 return r;
         r = auth_check(m, ACTION_MANAGE_VOLUMES, (const char *const[]) { "pool", p->name, NULL },

@@ -153,7 +153,8 @@ static const char *action_of(VolumeOpKind kind) {
 static int submit(sd_bus_message *m, Volume *v, VolumeOpKind kind, bool with_shrink, uint64_t size,
                   sd_bus_error *error, VolumeOp **ret) {
         Options o;
-        int r = read_options(m, &o, with_shrink, error);
+        g_autofree char *object = g_strdup_printf("volume %s:%s", v->pool->name, v->spec->vid);
+        int r = read_options(m, &o, with_shrink, object, error);
         if (r < 0)
                 return r;
         char size_s[32] = "";
@@ -387,7 +388,7 @@ int bus_volumes_batch(sd_bus_message *m, VolumeOpKind kind, sd_bus_error *error)
         if (r < 0)
                 return r;
         Options o;
-        r = read_options(m, &o, false, error);
+        r = read_options(m, &o, false, "the volumes", error);
         if (r < 0)
                 return r;
         size_t n = paths ? g_strv_length(paths) : 0;

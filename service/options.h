@@ -20,8 +20,10 @@ typedef struct Field {
         bool seen;
 } Field;
 
-/* what: "option" or "config key", for messages. */
-int read_dict(sd_bus_message *m, Field *fields, size_t n_fields, const char *what, sd_bus_error *err);
+/* what: "option" or "config key"; object: what the call is about ("pool
+ * p", "volume p:vid"); both for messages. */
+int read_dict(sd_bus_message *m, Field *fields, size_t n_fields, const char *what, const char *object,
+              sd_bus_error *err);
 
 typedef struct Options {
         bool no_user_interaction;
@@ -30,4 +32,4 @@ typedef struct Options {
 
 /* Reads the trailing options of a method; allow_shrink is accepted only
  * when with_shrink is true. */
-int read_options(sd_bus_message *m, Options *o, bool with_shrink, sd_bus_error *err);
+int read_options(sd_bus_message *m, Options *o, bool with_shrink, const char *object, sd_bus_error *err);

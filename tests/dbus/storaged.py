@@ -497,6 +497,16 @@ class StoragedTestCase(dbusmock.DBusTestCase):
                     for k in sorted(set(model) | set(props)) if model.get(k) != props.get(k)]
             self.fail(f'a client listening to signals sees {path} differently from GetAll:\n' + '\n'.join(diff))
 
+    def wait_prop(self, path, iface, name, value):
+        """Waits until Get(name) answers value (for values the service
+        refreshes in the background, e.g. a new pool's Size)."""
+        got = []
+
+        def cond():
+            got[:] = [self.get_prop(path, iface, name)]
+            return got[0] == value
+        self.wait_until(cond, f'{iface}.{name} of {path} to become {value!r} (last: {got})', timeout=30)
+
     def wait_property_changed(self, since, path, iface, name, value):
         def cond():
             changed, invalidated = self.properties_changed(since, path, iface)

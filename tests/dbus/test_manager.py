@@ -40,10 +40,22 @@ class ManagerTest(StoragedTestCase):
         self.assertEqual(self.get_all(ROOT, MANAGER), {'Version': project_version()})
 
     def test_list_drivers(self):
-        self.assertEqual(self.list_drivers(), [
+        # API.md's drivers in API.md's order; the service lists those it has
+        # (file and linux-kernel at least), in that order, with exactly
+        # these parameter names
+        api = [
             ('file', ['revisions_to_keep', 'dir_path']),
+            ('file-reflink', ['revisions_to_keep', 'dir_path', 'setup_check']),
+            ('lvm_thin', ['revisions_to_keep', 'volume_group', 'thin_pool']),
             ('linux-kernel', ['dir_path']),
-        ])
+        ]
+        got = self.list_drivers()
+        for entry in got:
+            self.assertIn(entry, api, f'ListDrivers entry {entry} is not in API.md')
+        self.assertEqual(got, [e for e in api if e in got], 'ListDrivers order differs from API.md')
+        names = [n for n, _ in got]
+        self.assertIn('file', names)
+        self.assertIn('linux-kernel', names)
 
     def test_default_pools(self):
         self.assertEqual(self.list_pools(), [
@@ -54,8 +66,9 @@ class ManagerTest(StoragedTestCase):
         self.assertEqual(self.get_pool('linux-kernel'), pool_path('linux-kernel'))
 
         expected_driver = 'file-reflink' if ficlone_works(self.base_dir) else 'file'
-        p = self.pprops('varlibqubes')
         st = os.statvfs(self.base_dir)
+        self.wait_prop(pool_path('varlibqubes'), POOL, 'Size', st.f_frsize * st.f_blocks)
+        p = self.pprops('varlibqubes')
         self.assertEqual(p['Name'], 'varlibqubes')
         self.assertEqual(p['Driver'], expected_driver)
         self.assertConfig(p['Config'], 'varlibqubes', expected_driver,
@@ -76,7 +89,8 @@ class ManagerTest(StoragedTestCase):
         self.assertEqual(k['Driver'], 'linux-kernel')
         kconfig = dict(k['Config'])
         self.assertEqual(kconfig.pop('revisions_to_keep', '0'), '0')
-        self.assertConfig(kconfig, 'linux-kernel', 'linux-kernel', {'dir_path': os.path.join(self.base_dir, 'vm-kernels')})
+        self.assertConfig(kconfig, 'linux-kernel', 'linux-kernel',
+                          {'dir_path': os.path.join(self.base_dir, 'vm-kernels')})
         self.assertEqual(k['RevisionsToKeep'], 0)
         self.assertEqual(k['Size'], 0)
         self.assertEqual(k['Usage'], 0)
@@ -108,8 +122,9 @@ class ManagerTest(StoragedTestCase):
         self.assertEqual(self.get_pool('p1'), path)
         self.assertEqual([n for n, _ in self.list_pools()], ['linux-kernel', 'p1', 'varlibqubes'])
         self.assertIn(('p1', path), self.list_pools())
-        p = self.pprops('p1')
         st = os.statvfs(d)
+        self.wait_prop(path, POOL, 'Size', st.f_frsize * st.f_blocks)
+        p = self.pprops('p1')
         self.assertEqual(p['Name'], 'p1')
         self.assertEqual(p['Driver'], 'file')
         self.assertConfig(p['Config'], 'p1', 'file', {'dir_path': d, 'revisions_to_keep': '1'})
@@ -201,7 +216,8 @@ class ManagerTest(StoragedTestCase):
 
     def test_add_pool_missing_dir_path(self):
         self.assertRejected('InvalidArgument', self.add_pool, 'p1', 'file', {}, contains=('dir_path', 'p1'))
-        self.assertRejected('InvalidArgument', self.add_pool, 'p1', 'file', {'dir_path': ''}, contains=('dir_path', 'p1'))
+        self.assertRejected('InvalidArgument', self.add_pool, 'p1', 'file', {'dir_path': ''},
+                            contains=('dir_path', 'p1'))
 
     def test_add_pool_unknown_option(self):
         self.assertRejected('InvalidArgument', self.add_pool, 'p1', 'file',

@@ -59,6 +59,8 @@ class PersistenceTest(StoragedTestCase):
                'pools': self.list_pools(), 'pool_props': {}, 'volumes': {}, 'volume_props': {}}
         for name, path in out['pools']:
             self.assertEqual(self.get_pool(name), path)
+            # usage is refreshed in the background: make it current
+            self.refresh_usage(name)
             out['pool_props'][name] = strip_pool_usage(self.pprops(name))
             out['volumes'][name] = self.list_volumes(name)
             for vid, vpath in out['volumes'][name]:

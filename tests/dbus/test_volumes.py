@@ -6,8 +6,8 @@ import os
 import re
 import unittest
 
-from storaged import (OBJECT_MANAGER, POOL, ROOT, VOLUME, GLib, MiB, StoragedTestCase, allocated, opts, pool_path,
-                      snapshot_diff, vconf, volume_path)
+from storaged import (ERROR_PREFIX, OBJECT_MANAGER, POOL, ROOT, VOLUME, DBusCallError, GLib, MiB, StoragedTestCase,
+                      allocated, opts, pool_path, snapshot_diff, vconf, volume_path)
 
 VOLUME_PROPERTIES = {'Vid', 'Name', 'Vm', 'Pool', 'Source', 'SnapOnStart', 'SaveOnStop', 'Rw', 'RevisionsToKeep',
                      'Size', 'Usage', 'Revisions', 'IsDirty', 'IsOutdated', 'Started', 'Path', 'BlockDevice',
@@ -557,7 +557,8 @@ class ResizeTest(FilePoolTestCase):
         vpath = self.origin()
         self.assertRejected('InvalidArgument', self.resize, vpath, 2 ** 64 - 1,
                             contains=(str(2 ** 64 - 1), 'appvms/work/private'))
-        self.assertRejected('InvalidArgument', self.resize, vpath, 2 ** 63, contains=(str(2 ** 63), 'appvms/work/private'))
+        self.assertRejected('InvalidArgument', self.resize, vpath, 2 ** 63,
+                            contains=(str(2 ** 63), 'appvms/work/private'))
 
     def test_read_only(self):
         vpath = self.volatile(rw=False)
@@ -658,8 +659,8 @@ class RevisionsToKeepTest(FilePoolTestCase):
         vpath = self.volatile()
         try:
             self.set_revisions_to_keep(vpath, 1)
-        except Exception:
-            pass
+        except DBusCallError as e:
+            self.assertTrue(e.name.startswith(ERROR_PREFIX), str(e))
         self.assertEqual(self.vprop(vpath, 'RevisionsToKeep'), 0)
 
     def test_pool_set_revisions_to_keep(self):

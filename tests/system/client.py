@@ -50,9 +50,10 @@ def do_call(conn, c):
         r = conn.call_sync(c['dest'], c['path'], c['iface'], c['method'], params, None, flags, TIMEOUT_MS, None)
     except GLib.Error as e:
         name = Gio.DBusError.get_remote_error(e)
-        if name:
-            Gio.DBusError.strip_remote_error(e)
-        return {'error': name or f'{e.domain}:{e.code}', 'message': e.message}
+        msg = e.message or ''
+        if name and msg.startswith(f'GDBus.Error:{name}: '):
+            msg = msg[len(f'GDBus.Error:{name}: '):]
+        return {'error': name or f'{e.domain}:{e.code}', 'message': msg}
     return {'ok': plain(r.unpack())}
 
 

@@ -284,10 +284,13 @@ class CallError(Exception):
 
 
 def gerror_split(e):
+    """(error name, message) of a D-Bus error reply; the message without
+    GDBus' 'GDBus.Error:NAME: ' prefix."""
     name = Gio.DBusError.get_remote_error(e)
-    if name:
-        Gio.DBusError.strip_remote_error(e)
-    return name, e.message
+    msg = e.message or ''
+    if name and msg.startswith(f'GDBus.Error:{name}: '):
+        msg = msg[len(f'GDBus.Error:{name}: '):]
+    return name, msg
 
 
 def call(conn, path, iface, method, sig=None, args=(), dest=BUS_NAME, flags=Gio.DBusCallFlags.NONE,

@@ -173,10 +173,12 @@ class PolkitTestBase(dbusmock.DBusTestCase):
 
 class TestPolkitMock(PolkitTestBase):
 
-    def check_mutating(self, action, path, iface, method, sig, args, details):
+    def check_mutating(self, action, path, iface, method, sig, args, details, allowed_error=None):
         """The pattern every mutating method goes through: denied (nothing
         changed; the right check asked), still denied with every other action
-        allowed, then allowed: returns the successful reply's value."""
+        allowed, then allowed: returns the successful reply's value (or, with
+        allowed_error, checks the call got past polkit to the driver, which
+        answered that error)."""
         what = f'{iface.rsplit(".", 1)[1]}.{method}'
         before = self.world_state()
         sender, res = self.nonroot_call(path, iface, method, sig, args)
@@ -204,7 +206,10 @@ class TestPolkitMock(PolkitTestBase):
         self.mock_call('ClearCalls')
         self.allow(action)
         _, res = self.nonroot_call(path, iface, method, sig, args)
-        self.assertIn('ok', res, f'{what} as uid 65534 with {action} allowed: {res}')
+        if allowed_error:
+            self.assertEqual(res.get('error'), allowed_error, f'{what} as uid 65534 with {action} allowed: {res}')
+        else:
+            self.assertIn('ok', res, f'{what} as uid 65534 with {action} allowed: {res}')
         checks = self.polkit_checks()
         self.assertEqual(len(checks), 1, checks)
         self.assertEqual(checks[0][2], action)
@@ -304,9 +309,10 @@ class TestPolkitMock(PolkitTestBase):
         self.root_vol('Stop')
         revisions = self.vol_prop('Revisions')
         self.assertEqual(len(revisions), 1, revisions)
+        # The file driver cannot revert (like Qubes' file pool): once
+        # allowed, the call reaches the driver, which says NotSupported.
         self.check_mutating(MANAGE_VOLUMES, VOL, VOLUME, 'Revert', '(sa{sv})', f"('', {NO_OPTIONS})",
-                            {'pool': POOL1, 'vid': VID})
-        self.assertEqual(self.vol_prop('Revisions'), [])
+                            {'pool': POOL1, 'vid': VID}, allowed_error='org.qubes.Storage1.Error.NotSupported')
 
     def test_volume_set_rw(self):
         self.assertTrue(self.vol_prop('Rw'))
@@ -344,9 +350,9 @@ class TestPolkitMock(PolkitTestBase):
         for req, res in zip(reads, events[1:]):
             self.assertIn('ok', res, f'{req["iface"]}.{req["method"]} on {req["path"]} as uid 65534: {res}')
         self.assertEqual(len(events), len(reads) + 1)
-        self.assertEqual(events[2]['ok'][0], [[POOL0, pool_path(POOL0)], [POOL1, pool_path(POOL1)],
-                                              ['linux-kernel', pool_path('linux-kernel')],
-                                              ['varlibqubes', pool_path('varlibqubes')]])
+        self.assertEqual(events[2]['ok'][0], sorted([[POOL0, pool_path(POOL0)], [POOL1, pool_path(POOL1)],
+                                                     ['linux-kernel', pool_path('linux-kernel')],
+                                                     ['varlibqubes', pool_path('varlibqubes')]]))
         self.assertEqual(events[5]['ok'], [VOL])
         self.assertEqual(self.polkit_checks(), [], 'reads must not ask polkit')
         self.assertUnchanged(before, 'reads')
@@ -368,7 +374,9 @@ class TestPolkitMock(PolkitTestBase):
         self.root_vol('Start')
         self.assertEqual(self.root_vol('Verify'), (True,))
         self.root_vol('Stop')
-        self.root_vol('Revert', '(sa{sv})', ('', {}))
+        with self.assertRaises(CallError) as cm:  # past polkit: the file driver cannot revert
+            self.root_vol('Revert', '(sa{sv})', ('', {}))
+        self.assertEqual(cm.exception.name, 'org.qubes.Storage1.Error.NotSupported')
         self.root_vol('Resize', '(ta{sv})', (2 * MiB, {}))
         self.root_vol('SetRw', '(ba{sv})', (False, {}))
         self.root_vol('SetRevisionsToKeep', '(ia{sv})', (0, {}))
@@ -405,12 +413,12 @@ class TestPolkitMock(PolkitTestBase):
         try:
             self.assertIn('sender', waiting.next_event())
             self.wait_hanging()
-            before = self.world_state()
             # Other callers are answered while that check hangs: a read by
             # root, a change by root (no polkit), reads by another uid 65534
             # client on its own connection.
             self.assertIn(POOL1, [n for n, _ in call(self.conn, ROOT, MANAGER, 'ListPools')[0]])
             call(self.conn, VOL, VOLUME, 'SetRevisionsToKeep', '(ia{sv})', (1, {}))
+            before = self.world_state()
             events = self.nonroot.run({'calls': [
                 call_request(VOL, PROPERTIES, 'GetAll', '(s)', f"('{VOLUME}',)"),
                 call_request(pool_path(POOL1), POOL, 'ListVolumes')]})
@@ -422,6 +430,7 @@ class TestPolkitMock(PolkitTestBase):
             self.assertTrue(self.mock_call('HaveHangingCalls'))
             with self.assertRaises(CallError):
                 call(self.conn, pool_path(POOL1), POOL, 'GetVolume', '(s)', (new_vid,))
+            self.assertFalse(os.path.exists(os.path.join(self.pool_dir(POOL1), 'appvms', 'work3')))
             self.assertUnchanged(before, 'a CreateVolume waiting for polkit')
             self.mock_call('ReleaseHangingCalls')
             events = waiting.finish()
