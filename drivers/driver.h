@@ -74,6 +74,10 @@ typedef struct Driver {
         int (*pool_usage)(void *pool, PoolUsage *out, StorageError *err);
         /* Optional: vids of the volumes the storage defines by itself. */
         int (*pool_scan)(void *pool, char ***vids, StorageError *err);
+        /* Optional: re-reads what the driver caches about the storage, now
+         * (RefreshUsage), so that the pool_usage and volume_query calls that
+         * follow are fresh. */
+        int (*pool_refresh)(void *pool, StorageError *err);
 
         /* Checks the kind is supported, fills the default vid and forces the
          * attributes the driver fixes (e.g. revisions_to_keep). No I/O. */

@@ -4,11 +4,13 @@
 
 extern const Driver driver_file;
 extern const Driver driver_file_reflink;
+extern const Driver driver_lvm_thin;
 extern const Driver driver_linux_kernel;
 
 static const Driver *const drivers[] = {
         &driver_file,
         &driver_file_reflink,
+        &driver_lvm_thin,
         &driver_linux_kernel,
         NULL,
 };

@@ -65,6 +65,7 @@ typedef struct AddPool {
         Pool *pool;
         sd_bus_message *message;
         StorageError err;
+        PoolUsage usage;
 } AddPool;
 
 static void add_pool_work(Task *t) {
@@ -72,13 +73,16 @@ static void add_pool_work(Task *t) {
         Pool *p = a->pool;
         if (p->driver->pool_setup(p->drv, &a->err) < 0)
                 return;
-        store_save_pool(model_state_dir, p->name, p->driver->name, p->config, &a->err);
+        if (store_save_pool(model_state_dir, p->name, p->driver->name, p->config, &a->err) == 0)
+                p->driver->pool_usage(p->drv, &a->usage, NULL);
 }
 
 static void add_pool_done(Task *t) {
         AddPool *a = (AddPool *) t;
         Pool *p = a->pool;
         if (a->err.code == SE_OK) {
+                /* published with its usage already known */
+                p->usage = a->usage;
                 model_add_pool(pool_ref(p));
                 pool_usage_request(p);
                 sd_bus_reply_method_return(a->message, "o", p->object_path);

@@ -370,21 +370,24 @@ class DataTestCase(StoragedTestCase):
         with open(self.img(vid, D), 'rb') as f:
             return f.read()
 
-    def state(self, vpath, vid, D=None):
+    def state(self, vpath, vid, D=None, own_files=False):
         """What must not change when an import fails: size and revisions as
         the service says, the committed image's size and checksum, and the
-        list of files of the pool."""
+        list of files of the pool (own_files: only the volume's own)."""
         D = D or self.D
+        files = dir_files(D)
+        if own_files:
+            files = {f: s for f, s in files.items() if f.startswith(vid + '.') or f.startswith(vid + '-')}
         return {
             'Size': self.vprop(vpath, 'Size'),
             'Revisions': self.vprop(vpath, 'Revisions'),
             'image size': os.path.getsize(self.img(vid, D)),
             'image sha256': sha256_file(self.img(vid, D)),
-            'files': dir_files(D),
+            'files': files,
         }
 
-    def assertState(self, before, vpath, vid, what, D=None):
-        after = self.state(vpath, vid, D)
+    def assertState(self, before, vpath, vid, what, D=None, own_files=False):
+        after = self.state(vpath, vid, D, own_files)
         diff = [f'  {k}: {before[k]!r} -> {after[k]!r}' for k in before if before[k] != after[k]]
         if diff:
             self.fail(f'{what}: the volume changed:\n' + '\n'.join(diff))
@@ -401,9 +404,34 @@ class DataTestCase(StoragedTestCase):
         self.assertEqual(os.path.getsize(p), len(expected), f'{what}: size of {p}')
         self.assertTrue(sha256_file(p) == sha256(expected), f'{what}: content of {p} differs from the import')
         self.assertEqual(self.vprop(vpath, 'Size'), len(expected), f'{what}: Size property')
-        self.assertLessEqual(allocated(p), data_bytes(expected),
-                             f'{what}: {p} allocates {allocated(p)} bytes for {data_bytes(expected)} bytes of '
-                             f'data: zero blocks were written instead of left as holes')
+        own = [p] + ([os.path.join(D, vid + '-cow.img')] if self.backend == 'file' else [])
+        self.assertEqual(self.vprop(vpath, 'Usage'), sum(allocated(f) for f in own),
+                         f'{what}: Usage property vs the bytes allocated to {own}')
+        ref = self.sparse_reference(expected, D)
+        self.assertLessEqual(allocated(p), ref,
+                             f'{what}: {p} allocates {allocated(p)} bytes where the same content written with '
+                             f'holes for its zero blocks ({data_bytes(expected)} bytes of data in {BLOCK}-byte '
+                             f'blocks) allocates {ref} on this filesystem: zero blocks were written')
+
+    def sparse_reference(self, content, D=None):
+        """Bytes allocated on the pool's filesystem by content written with a
+        hole for every BLOCK of zeros (extent-tree blocks and the like
+        included, as st_blocks counts them)."""
+        p = os.path.join(D or self.D, f'.sparse-reference-{next(self._counter)}')
+        try:
+            with open(p, 'wb') as f:
+                f.truncate(len(content))
+                zero = bytes(BLOCK)
+                for i in range(0, len(content), BLOCK):
+                    b = content[i:i + BLOCK]
+                    if b != zero[:len(b)]:
+                        f.seek(i)
+                        f.write(b)
+                f.flush()
+                os.fsync(f.fileno())
+            return allocated(p)
+        finally:
+            os.unlink(p)
 
     # ---- calls with fds -------------------------------------------------------
 
@@ -551,7 +579,7 @@ class DataTestCase(StoragedTestCase):
         def cond():
             found[:] = self.jobs_added(since, vpath)
             return bool(found)
-        self.wait_until(cond, f'InterfacesAdded of {what} on {vpath}')
+        self.wait_until(cond, f'InterfacesAdded of {what} on {vpath}', timeout=20)
         return found[0]
 
     def job_completed(self, since, job):
@@ -581,6 +609,12 @@ class DataTestCase(StoragedTestCase):
             return state['p'] * state['b'] >= at_least
         self.wait_until(cond, f'progress of {job}', timeout=timeout)
         return state['p']
+
+    def wait_staged(self, vid, at_least, D=None, timeout=60):
+        """Waits until the staging file of vid holds at_least bytes of data."""
+        st = self.staging(vid, D)
+        self.wait_until(lambda: allocated(st) >= at_least, f'{at_least} bytes written to {st}', timeout=timeout)
+        return st
 
     def assertJobGone(self, job):
         """The job object no longer exists: not in GetManagedObjects, and its
@@ -619,7 +653,9 @@ def backend_classes(mixin, module_globals, backends=BACKENDS, **attrs):
     base = mixin.__name__.replace('Mixin', '')
     for b in backends:
         name = f'{base}{b.capitalize()}'
-        module_globals[name] = type(name, (mixin, DataTestCase), dict(backend=b, **attrs))
+        module_globals[name] = type(name, (mixin, DataTestCase),
+                                    dict(backend=b, __module__=module_globals['__name__'], __qualname__=name,
+                                         **attrs))
 
 
 def main():

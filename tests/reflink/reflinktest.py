@@ -12,7 +12,6 @@ and says why.
 import collections
 import datetime
 import fcntl
-import glob
 import hashlib
 import os
 import re
@@ -30,6 +29,11 @@ sys.path.insert(0, os.path.join(SRC, 'tests', 'dbus'))
 import storaged  # noqa: E402
 from storaged import (BUS_NAME, GLib, Gio, MiB, GiB, StoragedTestCase, DBusCallError, opts,  # noqa: E402,F401
                       pool_path, volume_path, vconf, VOLUME, POOL, ROOT, MANAGER, CALL_TIMEOUT_MS)
+
+__all__ = ['BUS_NAME', 'GLib', 'Gio', 'MiB', 'GiB', 'KiB', 'StoragedTestCase', 'DBusCallError', 'opts', 'pool_path',
+           'volume_path', 'vconf', 'VOLUME', 'POOL', 'ROOT', 'MANAGER', 'CALL_TIMEOUT_MS', 'storaged',
+           'NO_REFLINK_MSG', 'REV_FILE_RE', 'Filesystem', 'fiemap', 'block_map', 'content_digest', 'write_chunks',
+           'random_chunks', 'allocated', 'temp_files', 'list_files', 'ReflinkTestCase', 'main']
 
 KiB = 1 << 10
 BLOCK = 4096
@@ -127,10 +131,16 @@ class Filesystem:
                 errors.append(f'umount {self.mountpoint} failed: {p.stderr.decode(errors="replace")} '
                               f'(lazily unmounted)')
             self.mounted = False
-        # mount -o loop sets autoclear; detach whatever is still attached
-        for dev in self._attached_loops():
-            run(['losetup', '-d', dev], check=False)
+        # mount -o loop sets autoclear, which happens on the last close (udev
+        # may still hold the device for a moment): detach what is still
+        # attached, and wait for it to go
+        deadline = time.monotonic() + 20
         left = self._attached_loops()
+        while left and time.monotonic() < deadline:
+            for dev in left:
+                run(['losetup', '-d', dev], check=False)
+            time.sleep(0.1)
+            left = self._attached_loops()
         if left:
             errors.append(f'loop devices still attached to {self.image}: {left}')
         if self.image and os.path.exists(self.image):
@@ -309,6 +319,12 @@ class ReflinkTestCase(StoragedTestCase):
         self.addCleanup(fs.cleanup)
         fs.make()
         return fs.mountpoint
+
+    def snapshot_all(self):
+        """As StoragedTestCase's, without the filesystem image files (their
+        blocks change whenever the filesystem commits)."""
+        images = tuple(f for f in os.listdir(self.tmp) if f.startswith('fs-') and f.endswith('.img'))
+        return {'tree': storaged.tree_snapshot(self.tmp, exclude=('logs',) + images)}
 
     # ---- service -------------------------------------------------------------
 

@@ -73,6 +73,26 @@ class ExtentsTestBase(ReflinkTestCase):
         # the template's data did not move
         self.assertFalse(os.path.exists(tf.dirty))
 
+    def test_snapshot_outdated_after_template_commit(self):
+        """A running snapshot whose template commits newer data is outdated
+        (its clean copy is older than the source's clean image); the next
+        Start shares with the new template data."""
+        tpl, tvid, tf = self.origin_with_data(vm='tpl', name='root', template=True)
+        snap = self.snapshot('r', 'app', 'root', tvid, size=GiB)
+        sf = self.files(self.D, 'appvms/app/root')
+        self.start(snap)
+        self.assertFalse(self.vprop(snap, 'IsOutdated'))
+        self.start(tpl)
+        write_chunks(tf.dirty, random_chunks('update', (50 * MiB,)))
+        self.stop(tpl)
+        self.wait_prop(snap, 'IsOutdated', True, refresh_pool='r')
+        self.stop(snap)
+        self.start(snap)
+        self.assertFalse(self.vprop(snap, 'IsOutdated'))
+        self.assertEqual(content_digest(sf.dirty), content_digest(tf.clean))
+        self.assertShares(sf.dirty, tf.clean)
+        self.stop(snap)
+
     def test_import_volume_in_pool_shares(self):
         """ImportVolume inside the pool is a reflink too (in-pool CoW)."""
         src, svid, sf = self.origin_with_data(vm='src', name='private')

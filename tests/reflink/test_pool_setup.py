@@ -5,7 +5,6 @@ setup made it; setup_check=false works anywhere; the default pool
 varlibqubes is file-reflink on a reflink-capable base dir and file otherwise."""
 
 import os
-import unittest
 
 from reflinktest import NO_REFLINK_MSG, ReflinkTestCase, list_files, main, pool_path
 

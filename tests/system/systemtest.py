@@ -214,7 +214,7 @@ def bus_config(socket, policy, servicedir=None, includes=()):
 class Bus:
     """A private dbus-daemon (system type) with a given config."""
 
-    def __init__(self, directory, policy, servicedir=None, includes=()):
+    def __init__(self, directory, policy, servicedir=None, includes=(), env=None):
         self.socket = os.path.join(directory, 'system_bus_socket')
         self.config = os.path.join(directory, 'bus.conf')
         with open(self.config, 'w') as f:
@@ -224,7 +224,7 @@ class Bus:
         # dbus-daemon's --nofork keeps it our child, so it is stopped by its pid.
         self.proc = subprocess.Popen(['dbus-daemon', '--nofork', '--nopidfile', '--config-file=' + self.config,
                                       '--print-address=1'], stdout=subprocess.PIPE, stderr=self.log,
-                                     text=True, env=dict(os.environ, LC_ALL='C'))
+                                     text=True, env=dict(env if env is not None else os.environ, LC_ALL='C'))
         line = self.proc.stdout.readline().strip()
         if not line:
             self.proc.wait(10)
@@ -309,10 +309,19 @@ def v(sig, value):
     return GLib.Variant(sig, value)
 
 
+# Pool properties that follow the filesystem a file pool is on: the tests'
+# pools share it with the rest of the machine, whose use of it changes.
+HOST_FS_PROPERTIES = ('Usage', 'UsageDetails')
+
+
 def all_objects(conn):
     """Every object of the service with every property (ObjectManager), as
-    a plain dict: what a client could read."""
+    a plain dict: what a client could read; except the pools' Usage and
+    UsageDetails (HOST_FS_PROPERTIES), which other processes change."""
     (objs,) = call(conn, ROOT, OBJECT_MANAGER, 'GetManagedObjects')
+    for ifaces in objs.values():
+        for name in HOST_FS_PROPERTIES:
+            ifaces.get(POOL, {}).pop(name, None)
     return objs
 
 
@@ -449,6 +458,41 @@ class Service:
             if marker in log:
                 raise AssertionError(f'sanitizer report in the service log:\n{log}')
         return self.proc.returncode
+
+
+def service_pids(marker):
+    """Pids of running service processes whose command line mentions
+    marker (a test's own temporary directory): the instances a test started,
+    directly or through activation."""
+    pids = []
+    for d in os.listdir('/proc'):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f'/proc/{d}/cmdline', 'rb') as f:
+                argv = f.read().split(b'\0')
+            with open(f'/proc/{d}/stat') as f:
+                state = f.read().rsplit(')', 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == 'Z':
+            continue
+        if argv and argv[0].decode(errors='replace') == SERVICE and any(marker.encode() in a for a in argv):
+            pids.append(int(d))
+    return pids
+
+
+def proc_uid(pid):
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith('Uid:'):
+                return [int(x) for x in line.split()[1:]]
+    raise AssertionError(f'no Uid line for {pid}')
+
+
+def proc_argv(pid):
+    with open(f'/proc/{pid}/cmdline', 'rb') as f:
+        return [a.decode() for a in f.read().split(b'\0') if a]
 
 
 def remove_world(world):

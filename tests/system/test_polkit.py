@@ -32,6 +32,7 @@ import subprocess
 import sys
 import unittest
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import dbus  # noqa: E402
@@ -215,7 +216,7 @@ class TestPolkitMock(PolkitTestBase):
         self.assertEqual(checks[0][2], action)
         if details is not None:
             self.assertEqual(checks[0][3], details)
-        return res['ok']
+        return res.get('ok')
 
     def vol_prop(self, name, path=VOL):
         return get_property(self.conn, path, VOLUME, name)
@@ -529,7 +530,7 @@ class TestPolkitIdle(PolkitTestBase):
             events = waiting.finish()
         finally:
             waiting.kill()
-        self.assertIn('error', events[-1], 'a Resize of a removed volume cannot succeed')
+        self.assertIn('error', events[-1], f'a Resize of a removed volume cannot succeed: {events}')
         self.wait_exit('after a waiting check whose volume was removed')
 
     def test_idle_exit_when_pool_added_while_check_waits(self):
