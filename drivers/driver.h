@@ -114,6 +114,9 @@ typedef struct Driver {
          * the service refuses changes to the volume while it is exported). */
         int (*volume_export)(void *pool, VolumeSpec *v, char **path, bool *stable, StorageError *err);
         int (*volume_export_end)(void *pool, VolumeSpec *v, const char *path, StorageError *err);
+        /* Optional, at service start: removes what lives only as long as the
+         * service that made it (export views of an earlier run). */
+        int (*volume_cleanup)(void *pool, VolumeSpec *v, StorageError *err);
 } Driver;
 
 /* drivers/registry.c */

@@ -5,7 +5,7 @@
  *   P-dirty.img            the image a running VM writes
  *   P-import.img           staged import data
  *   P.img.<N>@<ISO>Z       revisions, N increasing
- *   P-export-XXXXXX.img    reflink copies handed out by Export
+ *   P.img@export-XXXXXX    reflink copies handed out by Export
  *   P*.img*~XXXXXX         temp files of the atomic helpers
  * Every change is made beside the data and committed by a rename.
  */
@@ -23,6 +23,8 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+
+#define EXPORT_SUFFIX ".img@export-"
 
 typedef struct ReflinkPool {
         char *dir;
@@ -159,20 +161,49 @@ static int commit(const VolumeSpec *v, const Paths *p, const char *from, Storage
 
 /* ---- clean-up of every file a vid owns ---- */
 
-static bool owned_leftover(const Paths *p, const char *entry) {
+/* The part of entry after "<name>", without a temp suffix "~XXXXXX";
+ * NULL when entry does not start with the volume's name. */
+static char *own_rest(const Paths *p, const char *entry, bool *temp) {
         size_t n = strlen(p->name);
         if (strncmp(entry, p->name, n) != 0)
-                return false;
-        const char *rest = entry + n;
-        if (strcmp(rest, ".img") == 0 || strcmp(rest, "-dirty.img") == 0 || strcmp(rest, "-import.img") == 0)
+                return NULL;
+        const char *rest = entry + n, *tilde = strrchr(rest, '~');
+        *temp = tilde && strlen(tilde + 1) == 6;
+        return *temp ? g_strndup(rest, (size_t) (tilde - rest)) : g_strdup(rest);
+}
+
+/* Names are exact: volumes whose names extend ours ("root-x" beside "root")
+ * never match, because the character after our name must start one of our
+ * suffixes and volume names cannot contain '@'. */
+static bool own_suffix(const Paths *p, const char *rest) {
+        if (strcmp(rest, ".img") == 0 || strcmp(rest, "-dirty.img") == 0 || strcmp(rest, "-import.img") == 0 ||
+            g_str_has_prefix(rest, EXPORT_SUFFIX))
                 return true;
-        if (g_str_has_prefix(rest, "-export-") && g_str_has_suffix(rest, ".img"))
-                return true;
-        /* temp files of the atomic helpers: <one of ours>~XXXXXX */
-        if (strchr(rest, '~') && (g_str_has_prefix(rest, ".img") || g_str_has_prefix(rest, "-dirty.img") ||
-                                  g_str_has_prefix(rest, "-import.img") || g_str_has_prefix(rest, "-export-")))
-                return true;
-        return false;
+        g_autofree char *entry = g_strconcat(p->name, rest, NULL);
+        Rev *r = parse_rev(p, entry);
+        if (r)
+                rev_free(r);
+        return r != NULL;
+}
+
+static bool any_image(const Paths *p, const char *entry) {
+        bool temp;
+        g_autofree char *rest = own_rest(p, entry, &temp);
+        return rest && own_suffix(p, rest);
+}
+
+/* Start throws away an unfinished import and temp files of crashed writes. */
+static bool start_leftover(const Paths *p, const char *entry) {
+        bool temp;
+        g_autofree char *rest = own_rest(p, entry, &temp);
+        return rest && (temp ? own_suffix(p, rest) : strcmp(rest, "-import.img") == 0);
+}
+
+/* Export views live as long as the service that handed them out. */
+static bool export_leftover(const Paths *p, const char *entry) {
+        bool temp;
+        g_autofree char *rest = own_rest(p, entry, &temp);
+        return rest && g_str_has_prefix(rest, EXPORT_SUFFIX);
 }
 
 static int remove_matching(const Paths *p, bool (*match)(const Paths *, const char *), StorageError *err) {
@@ -186,23 +217,6 @@ static int remove_matching(const Paths *p, bool (*match)(const Paths *, const ch
                 if (fo_remove(doomed->pdata[i], err) < 0)
                         return -1;
         return 0;
-}
-
-static bool any_image(const Paths *p, const char *entry) {
-        Rev *r = parse_rev(p, entry);
-        if (r) {
-                rev_free(r);
-                return true;
-        }
-        return owned_leftover(p, entry);
-}
-
-static bool start_leftover(const Paths *p, const char *entry) {
-        size_t n = strlen(p->name);
-        if (strncmp(entry, p->name, n) != 0)
-                return false;
-        const char *rest = entry + n;
-        return strcmp(rest, "-import.img") == 0 || (strchr(rest, '~') && owned_leftover(p, entry));
 }
 
 static int remove_all_images(const Paths *p, StorageError *err) {
@@ -474,8 +488,8 @@ static int reflink_volume_export(void *pool, VolumeSpec *v, char **path, bool *s
                 *stable = false;
                 return 0;
         }
-        g_autofree char *copy = g_strdup_printf("%s-export-XXXXXX.img", p.base);
-        int fd = mkostemps(copy, 4, O_CLOEXEC);
+        g_autofree char *copy = g_strdup_printf("%s" EXPORT_SUFFIX "XXXXXX", p.base);
+        int fd = mkostemp(copy, O_CLOEXEC);
         if (fd < 0)
                 return se_errno(err, errno, "Cannot export volume %s", v->vid);
         close(fd);
@@ -494,6 +508,12 @@ static int reflink_volume_export_end(void *pool, VolumeSpec *v, const char *path
         if (strcmp(path, p.clean) == 0)
                 return 0;
         return fo_remove(path, err);
+}
+
+static int reflink_volume_cleanup(void *pool, VolumeSpec *v, StorageError *err) {
+        g_auto(Paths) p = { 0 };
+        paths_get(pool, v->vid, &p);
+        return remove_matching(&p, export_leftover, err);
 }
 
 static int reflink_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out, StorageError *err) {
@@ -526,7 +546,8 @@ static int reflink_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out
                 g_autofree char *id = g_strdup_printf("%ld", rv->n);
                 volume_info_add_revision(out, id, rv->stamp);
         }
-        out->path = g_strdup(p.dirty);
+        /* a stopped volume's data lives in the clean image */
+        out->path = g_strdup(dirty > 0 ? p.dirty : p.clean);
         out->bdev_path = g_strdup(p.dirty);
         out->bdev_script = g_strdup("");
         out->bdev_devtype = g_strdup("disk");
@@ -561,4 +582,5 @@ const Driver driver_file_reflink = {
         .volume_import_clone = reflink_volume_import_clone,
         .volume_export = reflink_volume_export,
         .volume_export_end = reflink_volume_export_end,
+        .volume_cleanup = reflink_volume_cleanup,
 };

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include <systemd/sd-event.h>
 #include "macros.h"
 
 #define POLKIT_NAME "org.freedesktop.PolicyKit1"
@@ -19,16 +20,27 @@ typedef struct Query {
         char *action;
         int result;      /* 0: waiting, 1: allowed, -1: denied */
         char *why;       /* why polkit could not answer, or NULL */
+        sd_event_source *reaper;
 } Query;
 
 static GHashTable *queries; /* request message -> Query */
 
 static void query_free(Query *q) {
+        sd_event_source_disable_unref(q->reaper);
         sd_bus_slot_unref(q->slot);
         sd_bus_message_unref(q->request);
         g_free(q->action);
         g_free(q->why);
         g_free(q);
+}
+
+/* After the re-dispatch: a handler that failed before it asked again (its
+ * object vanished, a check failed) leaves the answer unclaimed. */
+static int on_reap(sd_event_source *s, void *userdata) {
+        Query *q = userdata;
+        if (g_hash_table_lookup(queries, q->request) == q)
+                g_hash_table_remove(queries, q->request);
+        return 0;
 }
 
 static int on_polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
@@ -44,7 +56,12 @@ static int on_polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *
         q->result = authorized ? 1 : -1;
         /* Dispatch the request again: its handler now finds the answer. */
         sd_bus_message_rewind(q->request, true);
-        int r = sd_bus_enqueue_for_read(sd_bus_message_get_bus(q->request), q->request);
+        sd_bus *bus = sd_bus_message_get_bus(q->request);
+        int r = sd_bus_enqueue_for_read(bus, q->request);
+        if (r >= 0)
+                r = sd_event_add_defer(sd_bus_get_event(bus), &q->reaper, on_reap, q);
+        if (r >= 0)
+                r = sd_event_source_set_priority(q->reaper, SD_EVENT_PRIORITY_IDLE);
         if (r < 0) {
                 g_warning("Cannot re-dispatch a call after polkit answered: %s", strerror(-r));
                 g_hash_table_remove(queries, q->request);
@@ -117,7 +134,15 @@ int auth_check(sd_bus_message *m, const char *action, const char *const *details
 }
 
 unsigned auth_pending(void) {
-        return queries ? g_hash_table_size(queries) : 0;
+        unsigned n = 0;
+        GHashTableIter it;
+        gpointer q;
+        if (!queries)
+                return 0;
+        g_hash_table_iter_init(&it, queries);
+        while (g_hash_table_iter_next(&it, NULL, &q))
+                n += ((Query *) q)->result == 0;
+        return n;
 }
 
 void auth_shutdown(void) {

@@ -170,9 +170,16 @@ static int load_state(void) {
                 Pool *p = pools->pdata[i];
                 pool_usage_read_now(p);
                 g_autoptr(GPtrArray) vols = pool_volumes_sorted(p);
-                for (size_t j = 0; j < vols->len; j++)
-                        if (!((Volume *) vols->pdata[j])->discovered)
-                                volume_query_now(vols->pdata[j]);
+                for (size_t j = 0; j < vols->len; j++) {
+                        Volume *v = vols->pdata[j];
+                        if (v->discovered)
+                                continue;
+                        if (p->driver->volume_cleanup && p->driver->volume_cleanup(p->drv, v->spec, &err) < 0) {
+                                g_warning("%s:%s: %s", p->name, v->spec->vid, err.message);
+                                se_clear(&err);
+                        }
+                        volume_query_now(v);
+                }
         }
         return 0;
 }

@@ -41,6 +41,7 @@ struct Volume {
         char *object_path;
         VolumeSpec *spec;
         bool started;
+        bool started_here;        /* started by this run of the service */
         bool discovered;          /* defined by the storage (linux-kernel) */
         bool removed;
         char *import_path;        /* ImportBegin staged data here; ImportEnd pending */

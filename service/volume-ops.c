@@ -88,7 +88,10 @@ static int run_driver(VolumeOp *op) {
         case VOP_REMOVE:
                 return d->volume_remove(drv, s, &op->err);
         case VOP_START:
-                if (op->started)
+                /* Started by an earlier run that crashed: start again, so
+                 * that the driver recovers (keeps a running image, drops
+                 * leftovers). Started by this run: nothing to do. */
+                if (op->started && op->started_here)
                         return 0;
                 r = d->volume_start(drv, s, &op->err);
                 op->started = r >= 0;
@@ -147,6 +150,7 @@ static void op_prepare(Task *t) {
         /* Copies taken now, after every earlier operation of this volume. */
         op->spec = volume_spec_copy(v->spec);
         op->started = v->started;
+        op->started_here = v->started_here;
         if (v->spec->source && !op->spec->source_spec) {
                 Volume *src = model_find_volume(v->pool->name, v->spec->source);
                 op->spec->source_spec = src ? volume_spec_copy(src->spec) : NULL;
@@ -208,6 +212,8 @@ static void op_done(Task *t) {
                                 model_add_volume(volume_ref(v));
                         }
                 } else {
+                        if (ok && op->kind == VOP_START)
+                                v->started_here = true;
                         if (ok)
                                 volume_set_spec(v, TAKE_PTR(op->spec), op->started);
                         volume_set_info(v, &op->info);

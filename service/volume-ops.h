@@ -54,6 +54,7 @@ struct VolumeOp {
         VolumeSpec *spec;
         VolumeSpec *source_spec;
         bool started;
+        bool started_here;
         bool persist;
         VolumeInfo info;
         VolumeOpDone done;

@@ -21,7 +21,7 @@ QS_PACKAGES=(
 	libasan8 libubsan1
 	dbus dbus-daemon polkitd systemd libglib2.0-bin
 	python3-dbusmock python3-gi
-	btrfs-progs xfsprogs util-linux
+	btrfs-progs xfsprogs util-linux strace e2fsprogs mount
 )
 
 qs_log() { printf '==> %s\n' "$*" >&2; }

@@ -1,0 +1,324 @@
+"""Shared pieces of bench/import and bench/responsiveness (loaded by path:
+the name has a dash so that it is not mistaken for a bench).
+
+A private dbus-daemon, one service instance with a temporary state and base
+directory, loop-mounted filesystems made from sparse image files (a loop device
+from `losetup -f --show`, never a fixed /dev/loopN), Volume.Import with fd
+passing through Gio, and a cleanup that undoes everything (also on SIGINT or
+SIGTERM).
+"""
+
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import gi
+
+gi.require_version("Gio", "2.0")
+gi.require_version("GLib", "2.0")
+from gi.repository import Gio, GLib  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAME = "org.qubes.Storage1"
+ROOT_PATH = "/org/qubes/Storage1"
+MANAGER = "org.qubes.Storage1.Manager"
+POOL = "org.qubes.Storage1.Pool"
+VOLUME = "org.qubes.Storage1.Volume"
+PROPERTIES = "org.freedesktop.DBus.Properties"
+MiB = 1 << 20
+GiB = 1 << 30
+LONG_MS = 3600 * 1000
+
+BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+class BenchError(Exception):
+    pass
+
+
+def run(argv):
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        raise BenchError(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.decode(errors='replace').strip()}")
+    return p.stdout.decode(errors="replace")
+
+
+def path_encode(s):
+    """sd_bus_path_encode() of one label."""
+    out = []
+    for i, b in enumerate(s.encode()):
+        c = chr(b)
+        if (c.isascii() and c.isalpha()) or (i > 0 and c.isascii() and c.isdigit()):
+            out.append(c)
+        else:
+            out.append("_%02x" % b)
+    return "".join(out) or "_"
+
+
+def pool_path(pool):
+    return f"{ROOT_PATH}/pool/{path_encode(pool)}"
+
+
+def volume_path(pool, vid):
+    return f"{pool_path(pool)}/volume/{path_encode(vid)}"
+
+
+def allocated(path):
+    return os.stat(path).st_blocks * 512
+
+
+def percentile(values, p):
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * p / 100.0
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def fmt_bytes(n):
+    return f"{n / MiB:,.1f} MiB"
+
+
+class LoopFs:
+    MKFS = {"btrfs": ["mkfs.btrfs", "-q", "-f"], "xfs": ["mkfs.xfs", "-q", "-f", "-m", "reflink=1"]}
+
+    def __init__(self, fstype, size, workdir):
+        self.fstype, self.size = fstype, size
+        self.image = os.path.join(workdir, f"{fstype}.img")
+        self.mnt = os.path.join(workdir, f"{fstype}-mnt")
+        self.dev = None
+        self.mounted = False
+
+    def setup(self):
+        for tool in (self.MKFS[self.fstype][0], "losetup", "mount"):
+            if shutil.which(tool) is None:
+                raise BenchError(f"{tool} is not installed")
+        with open(self.image, "wb") as f:
+            f.truncate(self.size)
+        self.dev = run(["losetup", "-f", "--show", self.image]).strip()
+        run(self.MKFS[self.fstype] + [self.dev])
+        os.mkdir(self.mnt)
+        run(["mount", "-t", self.fstype, self.dev, self.mnt])
+        self.mounted = True
+        return self
+
+    def cleanup(self):
+        if self.mounted:
+            p = subprocess.run(["umount", self.mnt], stderr=subprocess.PIPE)
+            if p.returncode != 0:
+                subprocess.run(["umount", "-l", self.mnt], stderr=subprocess.DEVNULL)
+            self.mounted = False
+        if self.dev:
+            subprocess.run(["losetup", "-d", self.dev], stderr=subprocess.DEVNULL)
+            self.dev = None
+
+
+class Env:
+    """The private bus, the service and everything to clean up."""
+
+    def __init__(self, prog, binary=None, keep=False):
+        self.prog = prog
+        self.binary = binary or os.environ.get("QUBES_STORAGED") or os.path.join(ROOT, "build", "qubes-storaged")
+        if not os.access(self.binary, os.X_OK):
+            raise BenchError(f"service binary {self.binary} is missing (build it: ninja -C build)")
+        if os.geteuid() != 0:
+            raise BenchError("run as root (loop devices and mounts)")
+        self.tmp = tempfile.mkdtemp(prefix=f"storaged-{os.path.basename(prog)}-")
+        self.keep = keep
+        self.filesystems = []
+        self.bus_proc = None
+        self.proc = None
+        self.conn = None
+        self.children = []
+        self._old_handlers = {}
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[s] = signal.signal(s, self._on_signal)
+
+    def _on_signal(self, signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def log(self, msg):
+        print(f"{self.prog}: {msg}", file=sys.stderr, flush=True)
+
+    def loop_fs(self, fstype, size):
+        fs = LoopFs(fstype, size, self.tmp)
+        self.filesystems.append(fs)
+        return fs.setup()
+
+    # ---- bus and service ----
+    def start(self, service_env=None):
+        sock = os.path.join(self.tmp, "bus_socket")
+        conf = os.path.join(self.tmp, "bus.conf")
+        with open(conf, "w") as f:
+            f.write(BUS_CONF.format(socket=sock))
+        self.bus_proc = subprocess.Popen(
+            ["dbus-daemon", "--nofork", "--nopidfile", f"--config-file={conf}", "--print-address=1"],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "bus.log"), "w"),
+            text=True)
+        self.address = self.bus_proc.stdout.readline().strip()
+        if not self.address:
+            raise BenchError("the private dbus-daemon did not start")
+        self.conn = self.connect()
+        state, base = os.path.join(self.tmp, "state"), os.path.join(self.tmp, "base")
+        os.makedirs(state)
+        os.makedirs(base)
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.address, **(service_env or {}))
+        self.service_log = os.path.join(self.tmp, "service.log")
+        with open(self.service_log, "w") as log:
+            self.proc = subprocess.Popen([self.binary, "--bus", "system", "--state-dir", state, "--base-dir", base],
+                                         env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not self.bus_call("NameHasOwner", GLib.Variant("(s)", (NAME,)))[0]:
+            if self.proc.poll() is not None:
+                raise BenchError(f"the service exited ({self.proc.returncode}): {self.service_output()}")
+            if time.monotonic() > deadline:
+                raise BenchError("the service did not take its bus name within 30 s")
+            time.sleep(0.02)
+
+    def service_output(self):
+        try:
+            with open(self.service_log) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def connect(self):
+        return Gio.DBusConnection.new_for_address_sync(
+            self.address, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION,
+            None, None)
+
+    def bus_call(self, method, params=None):
+        return self.conn.call_sync("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", method,
+                                   params, None, Gio.DBusCallFlags.NONE, 5000, None).unpack()
+
+    def call(self, path, iface, method, sig=None, args=(), reply=None, conn=None):
+        params = GLib.Variant(f"({sig})", tuple(args)) if sig else None
+        try:
+            v = (conn or self.conn).call_sync(NAME, path, iface, method, params,
+                                              GLib.VariantType(f"({reply})") if reply is not None else None,
+                                              Gio.DBusCallFlags.NONE, LONG_MS, None)
+        except GLib.Error as e:
+            raise BenchError(f"{method} on {path}: {e.message}") from None
+        return v.unpack() if v is not None else ()
+
+    def add_pool(self, name, driver, dir_path, revisions_to_keep=0):
+        return self.call(ROOT_PATH, MANAGER, "AddPool", "ssa{ss}a{sv}",
+                         (name, driver, {"dir_path": dir_path, "revisions_to_keep": str(revisions_to_keep)}, {}),
+                         "o")[0]
+
+    def create_origin(self, pool, vm, size):
+        cfg = {"name": GLib.Variant("s", "private"), "vm": GLib.Variant("s", vm), "size": GLib.Variant("t", size),
+               "rw": GLib.Variant("b", True), "save_on_stop": GLib.Variant("b", True)}
+        return self.call(pool_path(pool), POOL, "CreateVolume", "a{sv}a{sv}", (cfg, {}), "o")[0]
+
+    def get_usage(self, pool, conn=None):
+        return self.call(pool_path(pool), PROPERTIES, "Get", "ss", (POOL, "Usage"), "v", conn=conn)[0]
+
+    def import_async(self, vpath, fd, size, done):
+        """Volume.Import(fd, size) without waiting; done(error or None, t)."""
+        fdl = Gio.UnixFDList.new()
+        fdl.append(fd)
+
+        def cb(conn, res, _):
+            try:
+                conn.call_with_unix_fd_list_finish(res)
+                done(None, time.perf_counter())
+            except GLib.Error as e:
+                done(e.message, time.perf_counter())
+        self.conn.call_with_unix_fd_list(NAME, vpath, VOLUME, "Import", GLib.Variant("(hta{sv})", (0, size, {})),
+                                         GLib.VariantType("()"), Gio.DBusCallFlags.NONE, LONG_MS, fdl, None, cb, None)
+
+    def import_sync(self, vpath, fd, size):
+        fdl = Gio.UnixFDList.new()
+        fdl.append(fd)
+        try:
+            self.conn.call_with_unix_fd_list_sync(NAME, vpath, VOLUME, "Import",
+                                                  GLib.Variant("(hta{sv})", (0, size, {})), GLib.VariantType("()"),
+                                                  Gio.DBusCallFlags.NONE, LONG_MS, fdl, None)
+        except GLib.Error as e:
+            raise BenchError(f"Import into {vpath}: {e.message}") from None
+
+    def spawn(self, argv, **kw):
+        p = subprocess.Popen(argv, **kw)
+        self.children.append(p)
+        return p
+
+    # ---- cleanup ----
+    def cleanup(self):
+        for p in self.children:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.proc = None
+        if self.conn is not None:
+            try:
+                self.conn.close_sync(None)
+            except GLib.Error:
+                pass
+            self.conn = None
+        if self.bus_proc is not None:
+            self.bus_proc.terminate()
+            self.bus_proc.wait()
+            self.bus_proc = None
+        for fs in reversed(self.filesystems):
+            fs.cleanup()
+        self.filesystems = []
+        if self.keep:
+            self.log(f"kept {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        for s, h in self._old_handlers.items():
+            signal.signal(s, h)
+
+
+def run_bench(prog, body, args):
+    """Runs body(env) with cleanup; exit 0 unless the setup or a call fails."""
+    env = None
+    try:
+        env = Env(prog, args.binary, args.keep)
+        body(env)
+        return 0
+    except BenchError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        if env is not None and env.proc is not None:
+            out = env.service_output()
+            if out:
+                print(f"{prog}: service output:\n{out}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as e:
+        print(f"{prog}: interrupted ({e})", file=sys.stderr)
+        return 130
+    finally:
+        if env is not None:
+            env.cleanup()

@@ -1,0 +1,78 @@
+/* LVM for the lvm_thin driver: one cached view of every LV, the lvm commands
+ * (through libblockdev's lvm plugin), and their serialisation.
+ *
+ * The cache is one table for all lvm_thin pools, filled by one
+ *   lvm lvs --noheadings --units b --separator ; -o vg_name,pool_lv,lv_name,
+ *       lv_size,data_percent,lv_attr,origin,lv_metadata_size,metadata_percent
+ * and protected by a mutex: workers read it concurrently. Every command that
+ * changes LVs runs inside a transaction (LvmTx) that holds the volume group's
+ * mutex, notes its effect in the cache at once (so the rest of the operation
+ * sees it without another lvs), and ends with a refresh. Refreshes of
+ * transactions that end close together are coalesced into one lvs: a
+ * transaction that ends while others are still running waits (at most
+ * LVM_BATCH_WAIT_MS) for them and the last one reads for all.
+ *
+ * Threads: everything here may be called from any worker. */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "storage-error.h"
+
+#define LVM_CACHE_MAX_AGE_USEC (30 * G_USEC_PER_SEC)
+#define LVM_BATCH_WAIT_MS 2000
+
+typedef struct LvmLv {
+        char *vg, *pool_lv, *name, *attr, *origin;
+        uint64_t size, metadata_size;
+        double data_percent, metadata_percent; /* 0 when lvs gave none */
+} LvmLv;
+
+void lvm_lv_free(LvmLv *lv);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(LvmLv, lvm_lv_free)
+
+/* Initialises libblockdev with only the LVM plugin (dependency checks off).
+ * Idempotent; call it once before threads start. 0 or -1 with *err. */
+int lvm_init(StorageError *err);
+
+/* Reads lvs again if the cache is older than max_age_usec (or was never
+ * read); 0 forces a read. */
+int lvm_cache_ensure(int64_t max_age_usec, StorageError *err);
+
+/* Copies of cache entries; NULL when absent. */
+LvmLv *lvm_cache_get(const char *vg, const char *name);
+bool lvm_cache_has(const char *vg, const char *name);
+/* Every LV of vg whose name starts with prefix (copies, unsorted). */
+GPtrArray *lvm_cache_list(const char *vg, const char *prefix);
+
+/* A transaction: the volume group's lock plus a refresh at the end. */
+typedef struct LvmTx {
+        char *vg;
+        void *lock;
+        bool changed;
+        bool ended;
+} LvmTx;
+
+void lvm_tx_begin(LvmTx *tx, const char *vg);
+/* Releases the lock; if anything changed, waits until the cache has been
+ * read again after the change (refresh=false: the caller's next transaction
+ * refreshes for it). A failed lvs is logged, not returned: the change is
+ * made, and the cache is read again by the next reader. Returns 0. */
+int lvm_tx_end(LvmTx *tx, bool refresh, StorageError *err);
+
+/* The commands: one `lvm` execution each. size in bytes (rounded up to KiB,
+ * LVM rounds up to its extents). Errors name the LV and carry LVM's stderr. */
+int lvm_create_thin(LvmTx *tx, const char *pool, const char *name, uint64_t size, StorageError *err);
+/* A thin snapshot, active and without the activation-skip flag. */
+int lvm_snapshot(LvmTx *tx, const char *origin, const char *name, StorageError *err);
+/* Removes every LV of names (NULL-terminated) in one lvremove. */
+int lvm_remove(LvmTx *tx, const char *const *names, StorageError *err);
+int lvm_rename(LvmTx *tx, const char *from, const char *to, StorageError *err);
+/* Grows only: a smaller size is refused (libblockdev would force it). */
+int lvm_extend(LvmTx *tx, const char *name, uint64_t size, StorageError *err);
+int lvm_activate(LvmTx *tx, const char *name, StorageError *err);
+
+/* LVM's name rules for VG and LV names. */
+bool lvm_valid_name(const char *name);
