@@ -128,6 +128,7 @@ static struct {
         uint64_t covered;        /* requests answered by an applied lvs */
         bool refreshing;
         unsigned pending;        /* transactions begun and not ended */
+        int64_t last_progress;   /* monotonic time of the last command or transaction end */
         GHashTable *vg_locks;    /* vg -> GMutex* (never freed) */
 } C;
 
@@ -233,6 +234,7 @@ static void note(NoteKind kind, const char *vg, const char *name, const char *ne
         }
         n->new_name = g_strdup(new_name);
         n->size = size;
+        C.last_progress = g_get_monotonic_time();
         apply_note(C.table, n);
         g_ptr_array_add(C.notes, n);
 }
@@ -284,18 +286,24 @@ static int refresh_locked(StorageError *err) {
         return r;
 }
 
-/* Waits (C.lock held) until request req is covered by an applied lvs;
- * with batch, first lets running transactions end (up to deadline). */
-static int wait_covered(uint64_t req, int64_t deadline, StorageError *err) {
+/* Waits (C.lock held) until request req is covered by an applied lvs.
+ * With batch, first lets the transactions still running end, so that one lvs
+ * serves them all: as long as they make progress (a command or an end at
+ * least every LVM_BATCH_IDLE_MS), for at most LVM_BATCH_MAX_MS. */
+static int wait_covered(uint64_t req, bool batch, StorageError *err) {
         int r = 0;
+        int64_t hard = g_get_monotonic_time() + LVM_BATCH_MAX_MS * G_TIME_SPAN_MILLISECOND;
         while (C.covered < req) {
                 if (C.refreshing) {
                         g_cond_wait(&C.cond, &C.lock);
                         continue;
                 }
-                if (C.pending > 0 && deadline && g_get_monotonic_time() < deadline) {
-                        g_cond_wait_until(&C.cond, &C.lock, deadline);
-                        continue;
+                if (batch && C.pending > 0) {
+                        int64_t until = MIN(hard, C.last_progress + LVM_BATCH_IDLE_MS * G_TIME_SPAN_MILLISECOND);
+                        if (g_get_monotonic_time() < until) {
+                                g_cond_wait_until(&C.cond, &C.lock, until);
+                                continue;
+                        }
                 }
                 r = refresh_locked(err);
         }
@@ -309,7 +317,7 @@ int lvm_cache_ensure(int64_t max_age_usec, StorageError *err) {
         /* 1 s of slack: the service's own 30 s timer must find it stale */
         if (max_age_usec <= 0 || C.read_usec == 0 ||
             g_get_monotonic_time() - C.read_usec + G_USEC_PER_SEC > max_age_usec)
-                r = wait_covered(++C.requests, 0, err);
+                r = wait_covered(++C.requests, false, err);
         g_mutex_unlock(&C.lock);
         return r;
 }
@@ -375,13 +383,13 @@ int lvm_tx_end(LvmTx *tx, bool refresh, StorageError *err) {
         g_mutex_unlock(tx->lock);
         g_mutex_lock(&C.lock);
         C.pending--;
+        C.last_progress = g_get_monotonic_time();
         g_cond_broadcast(&C.cond);
         if (tx->changed && refresh) {
                 /* the change is made: a failed lvs does not undo it, so it is
                  * only logged (the notes keep the cache right meanwhile) */
                 StorageError e = STORAGE_ERROR_INIT;
-                if (wait_covered(++C.requests, g_get_monotonic_time() + LVM_BATCH_WAIT_MS * G_TIME_SPAN_MILLISECOND,
-                                 &e) < 0)
+                if (wait_covered(++C.requests, true, &e) < 0)
                         g_warning("%s", e.message);
                 se_clear(&e);
         }

@@ -9,8 +9,9 @@
  * mutex, notes its effect in the cache at once (so the rest of the operation
  * sees it without another lvs), and ends with a refresh. Refreshes of
  * transactions that end close together are coalesced into one lvs: a
- * transaction that ends while others are still running waits (at most
- * LVM_BATCH_WAIT_MS) for them and the last one reads for all.
+ * transaction that ends while others are still running waits for them
+ * (while they make progress, at most LVM_BATCH_MAX_MS) and the last one reads
+ * for all.
  *
  * Threads: everything here may be called from any worker. */
 #pragma once
@@ -22,7 +23,8 @@
 #include "storage-error.h"
 
 #define LVM_CACHE_MAX_AGE_USEC (30 * G_USEC_PER_SEC)
-#define LVM_BATCH_WAIT_MS 2000
+#define LVM_BATCH_IDLE_MS 2000
+#define LVM_BATCH_MAX_MS 10000
 
 typedef struct LvmLv {
         char *vg, *pool_lv, *name, *attr, *origin;

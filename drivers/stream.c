@@ -55,9 +55,12 @@ static ssize_t read_some(int in, bool seekable, char *buf, size_t n, CopyProgres
         }
 }
 
+/* Writes buf at offset, skipping zero windows. Windows are aligned to
+ * offsets in the file, not to the read, so short reads keep holes. */
 static int write_blocks(int out, const char *buf, size_t n, uint64_t offset) {
         for (size_t done = 0; done < n;) {
-                size_t len = n - done < BLOCK_SIZE ? n - done : BLOCK_SIZE;
+                size_t to_boundary = BLOCK_SIZE - (size_t) ((offset + done) % BLOCK_SIZE);
+                size_t len = n - done < to_boundary ? n - done : to_boundary;
                 if (!all_zero(buf + done, len)) {
                         for (size_t w = 0; w < len;) {
                                 ssize_t r = pwrite(out, buf + done + w, len - w, (off_t) (offset + done + w));

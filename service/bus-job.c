@@ -95,7 +95,10 @@ static int method_cancel(sd_bus_message *m, void *userdata, sd_bus_error *error)
 static int property_objects(sd_bus *bus, const char *path, const char *interface, const char *property,
                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         BusJob *j = userdata;
-        return sd_bus_message_append_strv(reply, j->objects);
+        int r = sd_bus_message_open_container(reply, 'a', "o");
+        for (size_t i = 0; r >= 0 && j->objects[i]; i++)
+                r = sd_bus_message_append_basic(reply, 'o', j->objects[i]);
+        return r < 0 ? r : sd_bus_message_close_container(reply);
 }
 
 static int property_bytes(sd_bus *bus, const char *path, const char *interface, const char *property,

@@ -4,6 +4,7 @@
 #include <glib.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 struct TaskQueue {
@@ -50,7 +51,16 @@ static void post_finished(Task *t) {
                 ;
 }
 
+/* Workers yield the CPU to the loop thread: a property read is answered
+ * promptly while imports copy. */
+#define WORKER_NICE 10
+
 static void worker(gpointer data, gpointer user_data) {
+        static __thread bool niced;
+        if (!niced) {
+                niced = true;
+                setpriority(PRIO_PROCESS, (id_t) gettid(), WORKER_NICE);
+        }
         Task *t = data;
         t->work(t);
         post_finished(t);

@@ -16,8 +16,6 @@ the D-Bus tests: private system bus, fresh state and base directory).
 Nothing here skips: a missing tool or facility is a failure.
 """
 
-import errno
-import fcntl
 import hashlib
 import itertools
 import os
@@ -661,15 +659,3 @@ def backend_classes(mixin, module_globals, backends=BACKENDS, **attrs):
 def main():
     import unittest
     unittest.main(verbosity=2)
-
-
-def no_errno(fn, *args):
-    """Runs fn(*args); returns the errno of an OSError, or None."""
-    try:
-        fn(*args)
-    except OSError as e:
-        return e.errno
-    return None
-
-
-__all__ = [n for n in dir() if not n.startswith('_')] + ['errno', 'fcntl']
