@@ -247,6 +247,25 @@ static int setup_exit_idle(sd_event *event, sd_bus *bus) {
                                  on_idle_timer, bus);
 }
 
+/* SIGTERM/SIGINT: let the work in flight finish (its replies are sent, its
+ * records written), then exit. No new periodic work starts meanwhile. */
+static int on_drain_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        if (tasks_pending() == 0)
+                return sd_event_exit(sd_event_source_get_event(s), 0);
+        sd_event_source_set_time(s, usec + 50 * USEC_PER_MSEC);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        sd_event *event = sd_event_source_get_event(s);
+        uint64_t now;
+        usage_shutdown();
+        if (tasks_pending() > 0)
+                fprintf(stderr, "Stopping: waiting for %u operation(s) in progress\n", tasks_pending());
+        sd_event_now(event, CLOCK_MONOTONIC, &now);
+        return sd_event_add_time(event, NULL, CLOCK_MONOTONIC, now, 0, on_drain_timer, NULL);
+}
+
 static const ModelHooks bus_hooks = {
         .pool_added = bus_pool_added,
         .pool_removed = bus_pool_removed,
@@ -277,9 +296,9 @@ int main(int argc, char **argv) {
 
         r = sd_event_default(&event);
         if (r >= 0)
-                r = sd_event_add_signal(event, NULL, SIGTERM, NULL, NULL);
+                r = sd_event_add_signal(event, NULL, SIGTERM, on_stop_signal, NULL);
         if (r >= 0)
-                r = sd_event_add_signal(event, NULL, SIGINT, NULL, NULL);
+                r = sd_event_add_signal(event, NULL, SIGINT, on_stop_signal, NULL);
         if (r >= 0)
                 r = tasks_init(event, WORKER_THREADS);
         if (r >= 0)
