@@ -303,13 +303,7 @@ static int reflink_pool_setup(void *pool, StorageError *err) {
 
 static int reflink_pool_usage(void *pool, PoolUsage *out, StorageError *err) {
         ReflinkPool *p = pool;
-        struct statvfs s;
-        out->has_data = true;
-        if (statvfs(p->dir, &s) < 0)
-                return se_errno(err, errno, "Cannot read the usage of %s", p->dir);
-        out->size = (uint64_t) s.f_frsize * s.f_blocks;
-        out->usage = (uint64_t) s.f_frsize * (s.f_blocks - s.f_bfree);
-        return 0;
+        return fo_dir_usage(p->dir, out, err);
 }
 
 /* ---- volumes ---- */

@@ -175,13 +175,7 @@ static int file_pool_setup(void *pool, StorageError *err) {
 
 static int file_pool_usage(void *pool, PoolUsage *out, StorageError *err) {
         FilePool *p = pool;
-        struct statvfs s;
-        *out = (PoolUsage) { .has_data = true };
-        if (statvfs(p->dir, &s) < 0)
-                return errno == ENOENT ? 0 : se_errno(err, errno, "Cannot read the usage of %s", p->dir);
-        out->size = (uint64_t) s.f_frsize * s.f_blocks;
-        out->usage = (uint64_t) s.f_frsize * (s.f_blocks - s.f_bfree);
-        return 0;
+        return fo_dir_usage(p->dir, out, err);
 }
 
 /* ---- volume: definition and creation ---- */

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <sys/statvfs.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -458,5 +459,15 @@ int fo_config_dir_path(GHashTable *config, char **dir, StorageError *err) {
         char *norm = fo_normpath(value);
         g_hash_table_insert(config, g_strdup("dir_path"), norm);
         *dir = g_strdup(norm);
+        return 0;
+}
+
+int fo_dir_usage(const char *dir, PoolUsage *out, StorageError *err) {
+        struct statvfs s;
+        *out = (PoolUsage) { .has_data = true };
+        if (statvfs(dir, &s) < 0)
+                return errno == ENOENT ? 0 : se_errno(err, errno, "Cannot read the usage of %s", dir);
+        out->size = (uint64_t) s.f_frsize * s.f_blocks;
+        out->usage = (uint64_t) s.f_frsize * (s.f_blocks - s.f_bfree);
         return 0;
 }

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "driver.h"
 #include "storage-error.h"
 
 /* The FICLONE test seam: when this variable holds an errno number, every
@@ -62,6 +63,10 @@ int fo_loop_set_capacity(const char *path, StorageError *err);
 
 /* Returns 1 and fills *st if path exists, 0 if it does not, -1 on error. */
 int fo_stat(const char *path, struct stat *st, StorageError *err);
+/* Size and used bytes of the filesystem holding dir (statvfs); a missing
+ * dir counts as an empty one of size 0. */
+int fo_dir_usage(const char *dir, PoolUsage *out, StorageError *err);
+
 /* Allocated bytes (st_blocks * 512); 0 for a missing file. */
 int fo_allocated(const char *path, uint64_t *bytes, StorageError *err);
 
