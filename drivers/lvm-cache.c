@@ -1,11 +1,14 @@
 /* The LV cache and the lvm commands of the lvm_thin driver (see lvm-cache.h).
  *
- * Cache consistency: a refresh records the change counter when its lvs
- * starts; when it finishes, the notes of changes made since then (renames,
- * removals, creations the lvs may have missed) are replayed on the new table,
- * so a refresh that overlaps a change never loses it. Only one lvs runs at a
- * time; a transaction waits until a refresh that started after its changes
- * has been applied ("covered"). */
+ * Cache consistency: an lvs never runs while a transaction does. A refresh
+ * waits until the transactions in flight have ended and holds back new ones
+ * meanwhile (the way a writer-preferring lock would), so the table it reads
+ * reflects every change made so far and nothing half-done; between two reads
+ * each command applies its own effect to the table at once. Only one lvs
+ * runs at a time; a caller waits until a refresh that started after its
+ * request has been applied ("covered"), and one lvs covers every request
+ * made before it started: transactions that end together share it.
+ */
 #include "lvm-cache.h"
 
 #include <blockdev/blockdev.h>
@@ -103,39 +106,22 @@ static int lvm_error(StorageError *err, GError *e, char *what) {
 
 typedef enum NoteKind { NOTE_CREATE, NOTE_REMOVE, NOTE_RENAME, NOTE_RESIZE } NoteKind;
 
-typedef struct Note {
-        uint64_t seq;
-        NoteKind kind;
-        LvmLv *lv;      /* create: the new LV; others: vg + name */
-        char *new_name; /* rename */
-        uint64_t size;  /* resize */
-} Note;
-
-static void note_free(Note *n) {
-        lvm_lv_free(n->lv);
-        g_free(n->new_name);
-        g_free(n);
-}
-
 static struct {
         GMutex lock;
         GCond cond;
         GHashTable *table;       /* "vg/name" -> LvmLv* */
         int64_t read_usec;       /* monotonic time of the last applied lvs; 0 never */
-        uint64_t mod_seq;        /* changes noted so far */
-        GPtrArray *notes;        /* Note*, seq increasing */
         uint64_t requests;       /* refresh requests so far */
         uint64_t covered;        /* requests answered by an applied lvs */
-        bool refreshing;
+        bool refreshing;         /* an lvs is running */
+        unsigned waiting;        /* callers waiting for a refresh: no new transaction */
         unsigned pending;        /* transactions begun and not ended */
-        int64_t last_progress;   /* monotonic time of the last command or transaction end */
         GHashTable *vg_locks;    /* vg -> GMutex* (never freed) */
 } C;
 
 static void ensure_tables(void) {
         if (!C.table) {
                 C.table = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify) lvm_lv_free);
-                C.notes = g_ptr_array_new_with_free_func((GDestroyNotify) note_free);
                 C.vg_locks = g_hash_table_new(g_str_hash, g_str_equal);
         }
 }
@@ -189,61 +175,44 @@ static GHashTable *parse_lvs(const char *out) {
         return t;
 }
 
-static void apply_note(GHashTable *t, const Note *n) {
-        g_autofree char *key = lv_key(n->lv->vg, n->lv->name);
-        LvmLv *cur = g_hash_table_lookup(t, key);
-        switch (n->kind) {
+/* Called with C.lock held, inside a transaction: applies the effect of a
+ * command that succeeded to the table. */
+static void note(NoteKind kind, const char *vg, const char *name, const char *new_name, uint64_t size,
+                 const LvmLv *created) {
+        ensure_tables();
+        g_autofree char *key = lv_key(vg, created ? created->name : name);
+        LvmLv *cur = g_hash_table_lookup(C.table, key);
+        switch (kind) {
         case NOTE_CREATE:
-                if (!cur)
-                        g_hash_table_replace(t, g_steal_pointer(&key), lv_copy(n->lv));
+                g_hash_table_replace(C.table, g_steal_pointer(&key), lv_copy(created));
                 break;
         case NOTE_REMOVE:
-                g_hash_table_remove(t, key);
+                g_hash_table_remove(C.table, key);
                 break;
         case NOTE_RENAME:
                 if (cur) {
                         gpointer k = NULL, v = NULL;
-                        g_hash_table_steal_extended(t, key, &k, &v);
+                        g_hash_table_steal_extended(C.table, key, &k, &v);
                         g_free(k);
-                        LvmLv *lv = v;
-                        g_free(lv->name);
-                        lv->name = g_strdup(n->new_name);
-                        g_hash_table_replace(t, lv_key(lv->vg, lv->name), lv);
+                        cur = v;
+                        g_free(cur->name);
+                        cur->name = g_strdup(new_name);
+                        g_hash_table_replace(C.table, lv_key(vg, new_name), cur);
                 }
                 break;
         case NOTE_RESIZE:
-                if (cur && cur->size < n->size)
-                        cur->size = n->size;
+                if (cur && cur->size < size)
+                        cur->size = size;
                 break;
         }
 }
 
-/* Called with C.lock held; records a change in the table and in the log. */
-static void note(NoteKind kind, const char *vg, const char *name, const char *new_name, uint64_t size,
-                 const LvmLv *created) {
-        ensure_tables();
-        Note *n = g_new0(Note, 1);
-        n->seq = ++C.mod_seq;
-        n->kind = kind;
-        if (created)
-                n->lv = lv_copy(created);
-        else {
-                n->lv = g_new0(LvmLv, 1);
-                n->lv->vg = g_strdup(vg);
-                n->lv->name = g_strdup(name);
-        }
-        n->new_name = g_strdup(new_name);
-        n->size = size;
-        C.last_progress = g_get_monotonic_time();
-        apply_note(C.table, n);
-        g_ptr_array_add(C.notes, n);
-}
-
-/* One lvs. Called and returns with C.lock held; drops it while lvs runs. */
+/* One lvs. Called and returns with C.lock held, no transaction running;
+ * drops the lock while lvs runs (new transactions wait for it). */
 static int refresh_locked(StorageError *err) {
         ensure_tables();
         C.refreshing = true;
-        uint64_t covers = C.requests, start_mod = C.mod_seq;
+        uint64_t covers = C.requests;
         int64_t started = g_get_monotonic_time();
         g_mutex_unlock(&C.lock);
 
@@ -260,16 +229,6 @@ static int refresh_locked(StorageError *err) {
         C.refreshing = false;
         int r = 0;
         if (t) {
-                for (guint i = 0; i < C.notes->len; i++) {
-                        Note *n = C.notes->pdata[i];
-                        if (n->seq > start_mod)
-                                apply_note(t, n);
-                }
-                guint drop = 0;
-                while (drop < C.notes->len && ((Note *) C.notes->pdata[drop])->seq <= start_mod)
-                        drop++;
-                if (drop)
-                        g_ptr_array_remove_range(C.notes, 0, drop);
                 g_hash_table_unref(C.table);
                 C.table = t;
                 C.read_usec = started; /* the data is at least this fresh */
@@ -286,27 +245,21 @@ static int refresh_locked(StorageError *err) {
         return r;
 }
 
-/* Waits (C.lock held) until request req is covered by an applied lvs.
- * With batch, first lets the transactions still running end, so that one lvs
- * serves them all: as long as they make progress (a command or an end at
- * least every LVM_BATCH_IDLE_MS), for at most LVM_BATCH_MAX_MS. */
-static int wait_covered(uint64_t req, bool batch, StorageError *err) {
+/* Waits (C.lock held) until request req is covered by an applied lvs: lets
+ * the transactions in flight end first, and holds back new ones. */
+static int wait_covered(uint64_t req, StorageError *err) {
         int r = 0;
-        int64_t hard = g_get_monotonic_time() + LVM_BATCH_MAX_MS * G_TIME_SPAN_MILLISECOND;
+        C.waiting++;
         while (C.covered < req) {
-                if (C.refreshing) {
+                if (C.refreshing || C.pending > 0) {
                         g_cond_wait(&C.cond, &C.lock);
                         continue;
                 }
-                if (batch && C.pending > 0) {
-                        int64_t until = MIN(hard, C.last_progress + LVM_BATCH_IDLE_MS * G_TIME_SPAN_MILLISECOND);
-                        if (g_get_monotonic_time() < until) {
-                                g_cond_wait_until(&C.cond, &C.lock, until);
-                                continue;
-                        }
-                }
-                r = refresh_locked(err);
+                if (refresh_locked(err) < 0)
+                        r = -1;
         }
+        C.waiting--;
+        g_cond_broadcast(&C.cond);
         return r;
 }
 
@@ -317,7 +270,7 @@ int lvm_cache_ensure(int64_t max_age_usec, StorageError *err) {
         /* 1 s of slack: the service's own 30 s timer must find it stale */
         if (max_age_usec <= 0 || C.read_usec == 0 ||
             g_get_monotonic_time() - C.read_usec + G_USEC_PER_SEC > max_age_usec)
-                r = wait_covered(++C.requests, false, err);
+                r = wait_covered(++C.requests, err);
         g_mutex_unlock(&C.lock);
         return r;
 }
@@ -370,6 +323,8 @@ void lvm_tx_begin(LvmTx *tx, const char *vg) {
                 g_mutex_init(m);
                 g_hash_table_insert(C.vg_locks, g_strdup(vg), m);
         }
+        while (C.refreshing || C.waiting > 0)
+                g_cond_wait(&C.cond, &C.lock);
         C.pending++;
         g_mutex_unlock(&C.lock);
         tx->lock = m;
@@ -383,13 +338,12 @@ int lvm_tx_end(LvmTx *tx, bool refresh, StorageError *err) {
         g_mutex_unlock(tx->lock);
         g_mutex_lock(&C.lock);
         C.pending--;
-        C.last_progress = g_get_monotonic_time();
         g_cond_broadcast(&C.cond);
         if (tx->changed && refresh) {
                 /* the change is made: a failed lvs does not undo it, so it is
-                 * only logged (the notes keep the cache right meanwhile) */
+                 * only logged (the table has the change applied meanwhile) */
                 StorageError e = STORAGE_ERROR_INIT;
-                if (wait_covered(++C.requests, true, &e) < 0)
+                if (wait_covered(++C.requests, &e) < 0)
                         g_warning("%s", e.message);
                 se_clear(&e);
         }

@@ -6,12 +6,11 @@
  *       lv_size,data_percent,lv_attr,origin,lv_metadata_size,metadata_percent
  * and protected by a mutex: workers read it concurrently. Every command that
  * changes LVs runs inside a transaction (LvmTx) that holds the volume group's
- * mutex, notes its effect in the cache at once (so the rest of the operation
- * sees it without another lvs), and ends with a refresh. Refreshes of
- * transactions that end close together are coalesced into one lvs: a
- * transaction that ends while others are still running waits for them
- * (while they make progress, at most LVM_BATCH_MAX_MS) and the last one reads
- * for all.
+ * mutex, applies its effect to the cache at once (so the rest of the
+ * operation sees it without another lvs), and ends with a refresh. An lvs
+ * never overlaps a transaction: it waits for those in flight to end (holding
+ * new ones back), so transactions that run together (StartVolumes of one VM)
+ * share one lvs.
  *
  * Threads: everything here may be called from any worker. */
 #pragma once
@@ -23,8 +22,6 @@
 #include "storage-error.h"
 
 #define LVM_CACHE_MAX_AGE_USEC (30 * G_USEC_PER_SEC)
-#define LVM_BATCH_IDLE_MS 2000
-#define LVM_BATCH_MAX_MS 10000
 
 typedef struct LvmLv {
         char *vg, *pool_lv, *name, *attr, *origin;
