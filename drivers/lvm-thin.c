@@ -173,7 +173,10 @@ static int commit(LvmTx *tx, const VolumeSpec *v, const Names *n, const char *fr
                 return lvm_rename(tx, from, n->lv, err);
         }
         if (have_current) {
+                /* the newest revision sorts last, whatever the clock did */
                 int64_t secs = (int64_t) time(NULL);
+                if (revs->len && ((Rev *) revs->pdata[revs->len - 1])->secs >= secs)
+                        secs = ((Rev *) revs->pdata[revs->len - 1])->secs + 1;
                 g_autofree char *back = NULL;
                 for (;; secs++) {
                         g_free(back);

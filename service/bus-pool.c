@@ -294,8 +294,11 @@ static int method_set_revisions(sd_bus_message *m, void *userdata, sd_bus_error 
         return 1;
 }
 
+/* The pool's usage is fresh (and the driver's caches): the volumes next. */
 static void refresh_done(Pool *p, void *userdata) {
         sd_bus_message *m = userdata;
+        if (!p->removed)
+                pool_refresh_volumes(p);
         sd_bus_reply_method_return(m, "");
         sd_bus_message_unref(m);
 }
@@ -311,7 +314,6 @@ static int method_refresh_usage(sd_bus_message *m, void *userdata, sd_bus_error 
                        o.no_user_interaction, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
-        pool_refresh_volumes(p);
         pool_usage_refresh(p, refresh_done, sd_bus_message_ref(m));
         return 1;
 }

@@ -13,6 +13,7 @@
 #include "bus.h"
 #include "errors.h"
 #include "file-reflink.h"
+#include "lvm-thin.h"
 #include "macros.h"
 #include "store.h"
 #include "usage.h"
@@ -282,6 +283,9 @@ int main(int argc, char **argv) {
         if (r < 0)
                 return EXIT_FAILURE;
         model_state_dir = arg.state_dir;
+        /* libblockdev sets environment variables: before any thread starts */
+        if (lvm_thin_init() < 0)
+                fprintf(stderr, "LVM support is not available: lvm_thin pools will not work\n");
 
         if (load_state() < 0)
                 return EXIT_FAILURE;

@@ -74,7 +74,11 @@ void pool_usage_read_now(Pool *p) {
 
 static void usage_work(Task *t) {
         UsageTask *u = (UsageTask *) t;
-        read_storage(u->pool, &u->usage, &u->vids, &u->scanned);
+        Pool *p = u->pool;
+        /* asked for explicitly (RefreshUsage): no cached answers */
+        if (u->waiters && p->driver->pool_refresh)
+                p->driver->pool_refresh(p->drv, NULL);
+        read_storage(p, &u->usage, &u->vids, &u->scanned);
 }
 
 static void start_refresh(Pool *p);

@@ -127,15 +127,22 @@ static int run_import_end(VolumeOp *op) {
         if (ok) {
                 /* the client wrote through its own fd: flush before commit */
                 int fd = open_path(op, op->path, O_RDONLY);
-                ok = fd >= 0 && fdatasync(fd) == 0;
+                if (fd >= 0 && fdatasync(fd) < 0)
+                        se_errno(&op->err, errno, "Cannot flush the staged data %s", op->path);
                 if (fd >= 0)
                         close(fd);
+                ok = op->err.code == SE_OK;
         }
-        if (d->volume_import_end(p->drv, op->spec, ok, ok ? &op->err : NULL) < 0)
-                return -1;
-        if (!op->success)
-                return se_set(&op->err, SE_IMPORT_FAILED, "Data import failed: %s", op->message ? op->message : "");
-        return ok ? 0 : -1;
+        StorageError discard = STORAGE_ERROR_INIT;
+        int r = d->volume_import_end(p->drv, op->spec, ok, ok ? &op->err : &discard);
+        if (!op->success) {
+                se_set(&op->err, SE_IMPORT_FAILED, "Data import failed: %s%s%s", op->message ? op->message : "",
+                       discard.message ? "; discarding the staged data failed too: " : "",
+                       discard.message ? discard.message : "");
+        } else if (r < 0 && op->err.code == SE_OK)
+                se_move(&op->err, &discard);
+        se_clear(&discard);
+        return op->err.code == SE_OK && r >= 0 ? 0 : -1;
 }
 
 static int run_import_volume(VolumeOp *op) {

@@ -22,6 +22,7 @@ QS_PACKAGES=(
 	dbus dbus-daemon polkitd systemd libglib2.0-bin
 	python3-dbusmock python3-gi
 	btrfs-progs xfsprogs util-linux strace e2fsprogs mount
+	qemu-system-x86 linux-image-amd64 busybox-static kmod cpio lvm2 thin-provisioning-tools
 )
 
 qs_log() { printf '==> %s\n' "$*" >&2; }
