@@ -85,6 +85,10 @@ class JobMixin:
             self.assertEqual(listed[k], props[k], f'{k}: GetManagedObjects vs InterfacesAdded')
         got = self.get_all(job, JOB)
         self.assertEqual(set(got), JOB_PROPERTIES)
+        # the running job introspects as introspection/org.qubes.Storage1.Job.xml says
+        from test_introspection import describe_differences, parse_interfaces, read_xml
+        diff = describe_differences(parse_interfaces(read_xml(JOB)), parse_interfaces(self.introspect(job)))
+        self.assertEqual(diff, [], 'introspection of a job differs from the XML file')
         self.wait_until(lambda: call['done'], 'the Import reply')
         self.assertNotIn('error', call, f'Import failed: {call.get("error")}')
         self.assertJobGone(job)
