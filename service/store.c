@@ -1,5 +1,7 @@
 #include "store.h"
 
+#include "fileops.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,67 +14,15 @@
 #define CONFIG_GROUP "Config"
 #define VOLUME_GROUP "Volume"
 
-static int fsync_dir(const char *dir) {
-        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        int r = fsync(fd) < 0 ? -errno : 0;
-        close(fd);
-        return r;
-}
-
-static int mkdir_synced(const char *path, StorageError *err) {
-        if (mkdir(path, 0700) < 0) {
-                if (errno == EEXIST)
-                        return 0;
-                return se_errno(err, errno, "Cannot create state directory %s", path);
-        }
-        g_autofree char *parent = g_path_get_dirname(path);
-        fsync_dir(parent);
-        return 0;
-}
-
-/* Writes data to dir/name through a temp file, fdatasync, rename, fsync dir. */
-static int write_atomic(const char *dir, const char *name, const char *data, size_t len, StorageError *err) {
+/* Records are written with the shared crash-safe file primitives. */
+static int write_record(const char *dir, const char *name, const char *data, size_t len, StorageError *err) {
         g_autofree char *path = g_build_filename(dir, name, NULL);
-        g_autofree char *tmp = g_strdup_printf("%s~XXXXXX", path);
-        int fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return se_errno(err, errno, "Cannot write state record %s", path);
-        size_t done = 0;
-        while (done < len) {
-                ssize_t n = write(fd, data + done, len - done);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        goto fail;
-                done += (size_t) n;
-        }
-        if (fdatasync(fd) < 0 || fchmod(fd, 0600) < 0)
-                goto fail;
-        if (close(fd) < 0) {
-                fd = -1;
-                goto fail;
-        }
-        fd = -1;
-        if (rename(tmp, path) < 0)
-                goto fail;
-        fsync_dir(dir);
-        return 0;
-fail:;
-        int e = errno;
-        if (fd >= 0)
-                close(fd);
-        unlink(tmp);
-        return se_errno(err, e, "Cannot write state record %s", path);
+        return fo_atomic_write(path, data, len, err);
 }
 
-static int remove_synced(const char *dir, const char *name, StorageError *err) {
+static int remove_record(const char *dir, const char *name, StorageError *err) {
         g_autofree char *path = g_build_filename(dir, name, NULL);
-        if (unlink(path) < 0 && errno != ENOENT)
-                return se_errno(err, errno, "Cannot remove state record %s", path);
-        fsync_dir(dir);
-        return 0;
+        return fo_remove(path, err);
 }
 
 /* vids contain '/', never '%': the mapping to a file name is one-to-one.
@@ -99,7 +49,7 @@ int store_init(const char *dir, StorageError *err) {
         g_autofree char *volumes = g_build_filename(dir, "volumes", NULL);
         if (g_mkdir_with_parents(dir, 0755) < 0)
                 return se_errno(err, errno, "Cannot create state directory %s", dir);
-        if (mkdir_synced(pools, err) < 0 || mkdir_synced(volumes, err) < 0)
+        if (fo_mkdir(pools, err) < 0 || fo_mkdir(volumes, err) < 0)
                 return -1;
         return 0;
 }
@@ -107,7 +57,7 @@ int store_init(const char *dir, StorageError *err) {
 static int save_keyfile(const char *dir, const char *name, GKeyFile *kf, StorageError *err) {
         gsize len = 0;
         g_autofree char *data = g_key_file_to_data(kf, &len, NULL);
-        return write_atomic(dir, name, data, len, err);
+        return write_record(dir, name, data, len, err);
 }
 
 int store_save_pool(const char *dir, const char *name, const char *driver, GHashTable *config, StorageError *err) {
@@ -122,7 +72,7 @@ int store_save_pool(const char *dir, const char *name, const char *driver, GHash
         g_autofree char *pools = g_build_filename(dir, "pools", NULL);
         g_autofree char *vols = pool_volume_dir(dir, name);
         g_autofree char *file = g_strconcat(name, ".pool", NULL);
-        if (mkdir_synced(vols, err) < 0)
+        if (fo_mkdir(vols, err) < 0)
                 return -1;
         return save_keyfile(pools, file, kf, err);
 }
@@ -130,15 +80,12 @@ int store_save_pool(const char *dir, const char *name, const char *driver, GHash
 int store_remove_pool(const char *dir, const char *name, StorageError *err) {
         g_autofree char *pools = g_build_filename(dir, "pools", NULL);
         g_autofree char *file = g_strconcat(name, ".pool", NULL);
-        if (remove_synced(pools, file, err) < 0)
+        if (remove_record(pools, file, err) < 0)
                 return -1;
         /* The volume directory is empty (pools in use are not removed);
          * leftovers of torn writes are not worth failing for. */
         g_autofree char *vols = pool_volume_dir(dir, name);
-        if (rmdir(vols) == 0) {
-                g_autofree char *parent = g_path_get_dirname(vols);
-                fsync_dir(parent);
-        }
+        fo_rmdir_if_empty(vols, NULL);
         return 0;
 }
 
@@ -158,7 +105,7 @@ int store_save_volume(const char *dir, const char *pool, const VolumeSpec *v, bo
         g_key_file_set_uint64(kf, VOLUME_GROUP, "size", v->size);
         g_autofree char *vols = pool_volume_dir(dir, pool);
         g_autofree char *file = vid_to_file(v->vid);
-        if (mkdir_synced(vols, err) < 0)
+        if (fo_mkdir(vols, err) < 0)
                 return -1;
         return save_keyfile(vols, file, kf, err);
 }
@@ -166,7 +113,7 @@ int store_save_volume(const char *dir, const char *pool, const VolumeSpec *v, bo
 int store_remove_volume(const char *dir, const char *pool, const char *vid, StorageError *err) {
         g_autofree char *vols = pool_volume_dir(dir, pool);
         g_autofree char *file = vid_to_file(vid);
-        return remove_synced(vols, file, err);
+        return remove_record(vols, file, err);
 }
 
 static int cmp_names(gconstpointer a, gconstpointer b) {
