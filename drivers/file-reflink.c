@@ -16,10 +16,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -236,15 +234,12 @@ int reflink_probe(const char *dir) {
         }
         if (fb >= 0) {
                 unlink(b);
-                r = write(fa, "qubes-storaged", 14) == 14 && ioctl(fb, FICLONE, fa) == 0 ? 0 : -errno;
+                r = write(fa, "qubes-storaged", 14) == 14 ? -fo_ficlone(fb, fa) : -errno;
         }
         if (fa >= 0)
                 close(fa);
         if (fb >= 0)
                 close(fb);
-        const char *seam = getenv(FO_FICLONE_ERRNO_ENV);
-        if (r == 0 && seam && atoi(seam) > 0)
-                r = -atoi(seam);
         return r;
 }
 

@@ -261,8 +261,7 @@ static int ficlone_forced_errno(void) {
         return forced;
 }
 
-/* 0 when dst is now a reflink of src, else the errno. */
-static int try_ficlone(int dst, int src) {
+int fo_ficlone(int dst, int src) {
         int forced = ficlone_forced_errno();
         if (forced > 0)
                 return forced;
@@ -362,7 +361,7 @@ static int sparse_copy(const Copy *c, StorageError *err) {
 static int fill_copy(int fd, const char *path, void *userdata, StorageError *err) {
         Copy *c = userdata;
         c->dst = fd;
-        int e = try_ficlone(fd, c->src);
+        int e = fo_ficlone(fd, c->src);
         if (e == 0) {
                 c->reflinked = true;
                 return 0;

@@ -70,6 +70,10 @@ int fo_dir_usage(const char *dir, PoolUsage *out, StorageError *err);
 /* Allocated bytes (st_blocks * 512); 0 for a missing file. */
 int fo_allocated(const char *path, uint64_t *bytes, StorageError *err);
 
+/* One FICLONE of src onto dst (honouring the test seam): 0 when dst is now a
+ * reflink of src, else the errno. */
+int fo_ficlone(int dst, int src);
+
 /* Atomically replaces dst by a copy of src: a reflink (FICLONE) when the
  * filesystem makes one; only when FICLONE fails with EBADF, EINVAL, EOPNOTSUPP
  * or EXDEV a sparse-aware copy (holes stay holes, the size is exact); any other
