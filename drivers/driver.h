@@ -104,8 +104,11 @@ typedef struct Driver {
         int (*volume_import_begin)(void *pool, VolumeSpec *v, uint64_t size, char **path, StorageError *err);
         /* success: commits the staged data (a new revision where revisions are
          * kept; the volume takes the staged size, v->size updated); otherwise
-         * discards it. Either way no staging is left. */
-        int (*volume_import_end)(void *pool, VolumeSpec *v, bool success, StorageError *err);
+         * discards it. Either way no staging is left. handed_out: a client
+         * outside the service got the staging target (ImportBegin) and may
+         * still hold it open, so the committed data must not be the file or
+         * LV it holds: nothing written through it later may reach any image. */
+        int (*volume_import_end)(void *pool, VolumeSpec *v, bool success, bool handed_out, StorageError *err);
         /* Optional: stages a copy-on-write copy of src (same pool) as the
          * import target; import_end commits it. */
         int (*volume_import_clone)(void *pool, VolumeSpec *v, const VolumeSpec *src, StorageError *err);

@@ -437,7 +437,7 @@ static int reflink_volume_import_begin(void *pool, VolumeSpec *v, uint64_t size,
         return 0;
 }
 
-static int reflink_volume_import_end(void *pool, VolumeSpec *v, bool success, StorageError *err) {
+static int reflink_volume_import_end(void *pool, VolumeSpec *v, bool success, bool handed_out, StorageError *err) {
         g_auto(Paths) p = { 0 };
         paths_get(pool, v->vid, &p);
         struct stat st;

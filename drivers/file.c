@@ -410,7 +410,7 @@ static int import_end(const FilePool *p, VolumeSpec *v, bool success, StorageErr
         return fo_remove(f.import, err);
 }
 
-static int file_volume_import_end(void *pool, VolumeSpec *v, bool success, StorageError *err) {
+static int file_volume_import_end(void *pool, VolumeSpec *v, bool success, bool handed_out, StorageError *err) {
         return check_result(v, import_end(pool, v, success, err), err);
 }
 

@@ -614,7 +614,7 @@ static int thin_volume_import_begin(void *pool, VolumeSpec *v, uint64_t size, ch
 
 /* Success: commit -import as L (lvm 2, or 3 when revisions must go) + lvs.
  * Failure: lvm 1 (lvremove -import) + lvs. */
-static int thin_volume_import_end(void *pool, VolumeSpec *v, bool success, StorageError *err) {
+static int thin_volume_import_end(void *pool, VolumeSpec *v, bool success, bool handed_out, StorageError *err) {
         ThinPool *p = pool;
         g_auto(Names) n = { 0 };
         names_get(p, v->vid, &n);

@@ -88,7 +88,7 @@ static int import_with(VolumeOp *op, uint64_t size, int in, bool exact) {
         int r = out < 0 ? -1 : stream_copy(in, out, size, exact, op->progress, &op->err);
         if (out >= 0)
                 close(out);
-        if (d->volume_import_end(p->drv, op->spec, r >= 0, r >= 0 ? &op->err : NULL) < 0)
+        if (d->volume_import_end(p->drv, op->spec, r >= 0, false, r >= 0 ? &op->err : NULL) < 0)
                 return -1;
         return r;
 }
@@ -113,7 +113,7 @@ static int run_import_begin(VolumeOp *op) {
                 return -1;
         op->fd = open_path(op, path, O_WRONLY);
         if (op->fd < 0) {
-                d->volume_import_end(p->drv, op->spec, false, NULL);
+                d->volume_import_end(p->drv, op->spec, false, true, NULL);
                 return -1;
         }
         op->path = g_steal_pointer(&path);
@@ -134,7 +134,7 @@ static int run_import_end(VolumeOp *op) {
                 ok = op->err.code == SE_OK;
         }
         StorageError discard = STORAGE_ERROR_INIT;
-        int r = d->volume_import_end(p->drv, op->spec, ok, ok ? &op->err : &discard);
+        int r = d->volume_import_end(p->drv, op->spec, ok, true, ok ? &op->err : &discard);
         if (!op->success) {
                 se_set(&op->err, SE_IMPORT_FAILED, "Data import failed: %s%s%s", op->message ? op->message : "",
                        discard.message ? "; discarding the staged data failed too: " : "",
@@ -162,7 +162,7 @@ static int run_import_volume(VolumeOp *op) {
         if (sp == p && d->volume_import_clone) {
                 r = d->volume_import_clone(p->drv, op->spec, op->source_spec, &op->err);
                 if (r >= 0)
-                        r = d->volume_import_end(p->drv, op->spec, true, &op->err);
+                        r = d->volume_import_end(p->drv, op->spec, true, false, &op->err);
         } else {
                 sd->volume_query(sp->drv, op->source_spec, &src, NULL);
                 int in = open_path(op, path, O_RDONLY);

@@ -525,7 +525,7 @@ static void test_import(Fixture *fx, gconstpointer data) {
         g_assert_cmpuint(tu_size(staged), ==, 2 * MiB);
         g_assert_cmpuint(tu_size(img), ==, MiB); /* untouched until the end */
         tu_fill(staged, MiB, 4096, 0x02);
-        tu_assert_ok(drv->volume_import_end(fx->pool, v, true, &fx->err), &fx->err);
+        tu_assert_ok(drv->volume_import_end(fx->pool, v, true, false, &fx->err), &fx->err);
         g_assert_false(tu_exists(staged));
         g_assert_cmpuint(tu_size(img), ==, 2 * MiB);
         g_assert_cmpuint(v->size, ==, 2 * MiB);
@@ -535,11 +535,11 @@ static void test_import(Fixture *fx, gconstpointer data) {
         g_autofree char *again = import_begin(fx, v, 0); /* 0: the current size */
         g_assert_cmpuint(tu_size(staged), ==, 2 * MiB);
         tu_fill(staged, 0, 4096, 0x03);
-        tu_assert_ok(drv->volume_import_end(fx->pool, v, false, &fx->err), &fx->err);
+        tu_assert_ok(drv->volume_import_end(fx->pool, v, false, false, &fx->err), &fx->err);
         g_assert_false(tu_exists(staged));
         g_assert_true(has_byte(img, MiB, 0x02));
 
-        g_assert_cmpint(drv->volume_import_end(fx->pool, v, true, &fx->err), ==, -1);
+        g_assert_cmpint(drv->volume_import_end(fx->pool, v, true, false, &fx->err), ==, -1);
         tu_assert_error(&fx->err, SE_FAILED, "appvms/work/private", NULL);
         g_assert_null(drv->volume_import_clone);
 }
