@@ -24,6 +24,8 @@ typedef enum StorageErrorCode {
         SE_IMPORT_IN_PROGRESS,
         SE_NO_IMPORT_IN_PROGRESS,
         SE_IMPORT_FAILED,
+        SE_POOL_FULL,
+        SE_LIMITS_EXCEEDED,
         _SE_MAX,
 } StorageErrorCode;
 

@@ -24,6 +24,8 @@ static const char *const names[_SE_MAX] = {
         [SE_IMPORT_IN_PROGRESS] = ERROR_PREFIX "ImportInProgress",
         [SE_NO_IMPORT_IN_PROGRESS] = ERROR_PREFIX "NoImportInProgress",
         [SE_IMPORT_FAILED] = ERROR_PREFIX "ImportFailed",
+        [SE_POOL_FULL] = ERROR_PREFIX "PoolFull",
+        [SE_LIMITS_EXCEEDED] = ERROR_PREFIX "LimitsExceeded",
 };
 
 /* The errno each name maps to when sd-bus converts it. */
@@ -46,6 +48,8 @@ static const int errnos[_SE_MAX] = {
         [SE_IMPORT_IN_PROGRESS] = EBUSY,
         [SE_NO_IMPORT_IN_PROGRESS] = ENOENT,
         [SE_IMPORT_FAILED] = EIO,
+        [SE_POOL_FULL] = ENOSPC,
+        [SE_LIMITS_EXCEEDED] = EUSERS,
 };
 
 const char *error_name(StorageErrorCode code) {

@@ -45,7 +45,7 @@ ERROR_PREFIX = 'org.qubes.Storage1.Error.'
 ERROR_NAMES = ('Failed', 'NotAuthorized', 'InvalidArgument', 'UnknownDriver', 'NoSuchPool', 'NoSuchVolume',
                'NoSuchRevision', 'AlreadyExists', 'PoolInUse', 'VolumeBusy', 'ImportInProgress',
                'NoImportInProgress', 'ImportFailed', 'ShrinkRefused', 'ReadOnly', 'MissingImage',
-               'NotSupported', 'Cancelled')
+               'NotSupported', 'Cancelled', 'PoolFull', 'LimitsExceeded')
 
 # A deadlock guard for calls and waits, never an assertion about speed.
 CALL_TIMEOUT_MS = 120 * 1000
