@@ -267,6 +267,14 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
         return sd_event_add_time(event, NULL, CLOCK_MONOTONIC, now, 0, on_drain_timer, NULL);
 }
 
+/* Losing the bus connection (the bus daemon died or dropped us): nothing can
+ * be answered any more and the name is gone, so exit with a failure status
+ * and let the service manager restart us. */
+static int on_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        fprintf(stderr, "Lost the connection to the %s bus: exiting\n", arg.bus);
+        return sd_event_exit(userdata, -ECONNRESET);
+}
+
 static const ModelHooks bus_hooks = {
         .pool_added = bus_pool_added,
         .pool_removed = bus_pool_removed,
@@ -324,6 +332,9 @@ int main(int argc, char **argv) {
         if (r >= 0)
                 r = bus_volume_register(bus);
         if (r >= 0)
+                r = sd_bus_match_signal(bus, NULL, NULL, "/org/freedesktop/DBus/Local", "org.freedesktop.DBus.Local",
+                                        "Disconnected", on_disconnected, event);
+        if (r >= 0)
                 r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
         if (r >= 0)
                 r = setup_exit_idle(event, bus);
@@ -346,6 +357,8 @@ int main(int argc, char **argv) {
         usage_shutdown();
         auth_shutdown();
         tasks_shutdown();
+        if (r == -ECONNRESET)
+                return EXIT_FAILURE;
         if (r < 0) {
                 fprintf(stderr, "Event loop failed: %s\n", strerror(-r));
                 return EXIT_FAILURE;

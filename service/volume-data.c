@@ -44,6 +44,16 @@ int volume_data_check(VolumeOp *op) {
         if (op->kind == VOP_IMPORT_END && !v->import_path)
                 return se_set(e, SE_NO_IMPORT_IN_PROGRESS, "No import in progress on %s:%s", v->pool->name,
                               vid_of(op));
+        /* A staged import and a running VM exclude each other: the VM would
+         * run on data the import is about to replace. Discarding is always
+         * allowed. */
+        if (op->kind == VOP_START && v->import_path)
+                return se_set(e, SE_IMPORT_IN_PROGRESS,
+                              "Cannot start %s:%s: an import is staged (ImportBegin without ImportEnd)",
+                              v->pool->name, vid_of(op));
+        if (op->kind == VOP_IMPORT_END && op->success && v->started)
+                return se_set(e, SE_VOLUME_BUSY, "Cannot commit the import into %s:%s while it is started",
+                              v->pool->name, vid_of(op));
         if (op->kind == VOP_EXPORT && !v->spec->save_on_stop)
                 return se_set(e, SE_NOT_SUPPORTED, "Cannot export %s:%s: the volume is not save_on_stop",
                               v->pool->name, vid_of(op));
