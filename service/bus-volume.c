@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "bus-job.h"
 #include "bus.h"
+#include "callers.h"
 #include "errors.h"
 #include "macros.h"
 #include "options.h"
@@ -99,6 +100,7 @@ static void reply_single(VolumeOp *op, void *userdata) {
         sd_bus_message *m = c->message;
         if (c->job)
                 bus_job_finish(c->job, &op->err);
+        callers_op_done(m, op);
         if (op->err.code != SE_OK)
                 error_reply(m, &op->err);
         else if (op->kind == VOP_VERIFY)
@@ -305,6 +307,7 @@ static int method_import_begin(sd_bus_message *m, void *userdata, sd_bus_error *
         if (r <= 0)
                 return r < 0 ? r : 1;
         op->size = size;
+        op->owner = g_strdup(callers_owner_of(m));
         return bus_submit_volume_op(m, op);
 }
 
@@ -345,7 +348,10 @@ static int method_import_volume(sd_bus_message *m, void *userdata, sd_bus_error 
 static int method_export(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         VolumeOp *op = NULL;
         int r = submit(m, userdata, VOP_EXPORT, false, 0, error, &op);
-        return r <= 0 ? (r < 0 ? r : 1) : bus_submit_volume_op(m, op);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        op->owner = g_strdup(callers_owner_of(m));
+        return bus_submit_volume_op(m, op);
 }
 
 static int method_export_end(sd_bus_message *m, void *userdata, sd_bus_error *error) {

@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "bus.h"
+#include "callers.h"
 #include "errors.h"
 #include "file-reflink.h"
 #include "lvm-thin.h"
@@ -206,8 +207,8 @@ static int open_bus(sd_bus **ret) {
         return 0;
 }
 
-/* Exit when idle: no call for exit_idle_usec and nothing in flight (jobs,
- * polkit queries). The name is released first, so that a call arriving now
+/* Exit when idle: no call for exit_idle_usec, nothing in flight (jobs,
+ * polkit queries) and nothing held by a caller (staged imports, exports). The name is released first, so that a call arriving now
  * activates a new instance; the state is on disk already. */
 static struct {
         uint64_t last_activity;
@@ -222,7 +223,7 @@ static int on_message(sd_bus_message *m, void *userdata, sd_bus_error *error) {
 
 static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         sd_bus *bus = userdata;
-        bool busy = tasks_pending() > 0 || auth_pending() > 0;
+        bool busy = tasks_pending() > 0 || auth_pending() > 0 || callers_holdings() > 0;
         uint64_t due = idle.last_activity + arg.exit_idle_usec;
         if (!busy && idle.releasing)
                 return sd_event_exit(sd_event_source_get_event(s), 0);
@@ -356,6 +357,7 @@ int main(int argc, char **argv) {
         idle.timer = sd_event_source_disable_unref(idle.timer);
         usage_shutdown();
         auth_shutdown();
+        callers_shutdown();
         tasks_shutdown();
         if (r == -ECONNRESET)
                 return EXIT_FAILURE;

@@ -155,6 +155,7 @@ void volume_unref(Volume *v) {
         if (v->exports)
                 g_ptr_array_unref(v->exports);
         g_free(v->import_path);
+        g_free(v->import_owner);
         task_queue_unref(v->queue);
         free(v->object_path);
         pool_unref(v->pool);
@@ -255,29 +256,40 @@ void volume_set_spec(Volume *v, VolumeSpec *spec, bool started) {
 
 static void export_free(Export *e) {
         g_free(e->path);
+        g_free(e->owner);
         g_free(e);
 }
 
-void volume_add_export(Volume *v, const char *path, bool stable) {
+void volume_add_export(Volume *v, const char *path, bool stable, const char *owner) {
         if (!v->exports)
                 v->exports = g_ptr_array_new_with_free_func((GDestroyNotify) export_free);
         Export *e = g_new0(Export, 1);
         e->path = g_strdup(path);
         e->stable = stable;
+        e->owner = g_strdup(owner);
         g_ptr_array_add(v->exports, e);
         if (hooks.volume_exported)
                 hooks.volume_exported(v, path, false);
 }
 
-bool volume_remove_export(Volume *v, const char *path) {
-        for (guint i = 0; v->exports && i < v->exports->len; i++)
-                if (strcmp(((Export *) v->exports->pdata[i])->path, path) == 0) {
-                        g_ptr_array_remove_index(v->exports, i);
-                        if (hooks.volume_exported && !v->removed)
-                                hooks.volume_exported(v, path, true);
-                        return true;
-                }
-        return false;
+Export *volume_find_export(Volume *v, const char *path, const char *owner) {
+        for (guint i = 0; path && v->exports && i < v->exports->len; i++) {
+                Export *e = v->exports->pdata[i];
+                if (strcmp(e->path, path) == 0 && (!owner || g_strcmp0(e->owner, owner) == 0))
+                        return e;
+        }
+        return NULL;
+}
+
+bool volume_remove_export(Volume *v, const char *path, const char *owner) {
+        Export *e = volume_find_export(v, path, owner);
+        if (!e)
+                return false;
+        g_autofree char *ended = g_strdup(e->path);
+        g_ptr_array_remove(v->exports, e);
+        if (hooks.volume_exported && !v->removed)
+                hooks.volume_exported(v, ended, true);
+        return true;
 }
 
 bool volume_has_export(Volume *v, bool unstable_only) {

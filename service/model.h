@@ -13,6 +13,7 @@ typedef struct Pool Pool;
 typedef struct Export {
         char *path;
         bool stable;              /* false: the volume may not change meanwhile */
+        char *owner;              /* the caller's unique bus name, or NULL */
 } Export;
 typedef struct Volume Volume;
 
@@ -45,6 +46,7 @@ struct Volume {
         bool discovered;          /* defined by the storage (linux-kernel) */
         bool removed;
         char *import_path;        /* ImportBegin staged data here; ImportEnd pending */
+        char *import_owner;       /* the caller that staged it (unique bus name), or NULL */
         GPtrArray *exports;       /* Export* still open */
         VolumeInfo info;          /* last read from the storage */
         TaskQueue *queue;
@@ -96,9 +98,11 @@ void volume_set_info(Volume *v, VolumeInfo *info);     /* takes info */
 /* Announces changes of attributes (rw, revisions_to_keep, started). */
 void volume_set_spec(Volume *v, VolumeSpec *spec, bool started); /* takes spec */
 
-/* Record an export (and announce it), or its end. */
-void volume_add_export(Volume *v, const char *path, bool stable);
-bool volume_remove_export(Volume *v, const char *path);
+/* Record an export (and announce it), or its end. owner: the caller holding
+ * it (NULL: none); removing with an owner removes only that owner's export. */
+void volume_add_export(Volume *v, const char *path, bool stable, const char *owner);
+bool volume_remove_export(Volume *v, const char *path, const char *owner);
+Export *volume_find_export(Volume *v, const char *path, const char *owner);
 bool volume_has_export(Volume *v, bool unstable_only);
 
 /* Parses revisions_to_keep from a pool config value. */

@@ -10,10 +10,6 @@
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VolumeInfo, volume_info_clear)
 
-static gboolean export_has_path(gconstpointer a, gconstpointer b) {
-        return strcmp(((const Export *) a)->path, b) == 0;
-}
-
 static const char *vid_of(VolumeOp *op) {
         return op->volume->spec->vid;
 }
@@ -41,7 +37,7 @@ int volume_data_check(VolumeOp *op) {
         if (imports(op->kind) && v->started && v->spec->save_on_stop)
                 return se_set(e, SE_VOLUME_BUSY, "Cannot import into %s:%s while it is started", v->pool->name,
                               vid_of(op));
-        if (op->kind == VOP_IMPORT_END && !v->import_path)
+        if (op->kind == VOP_IMPORT_END && (!v->import_path || (op->owner && g_strcmp0(op->owner, v->import_owner) != 0)))
                 return se_set(e, SE_NO_IMPORT_IN_PROGRESS, "No import in progress on %s:%s", v->pool->name,
                               vid_of(op));
         /* A staged import and a running VM exclude each other: the VM would
@@ -57,8 +53,7 @@ int volume_data_check(VolumeOp *op) {
         if (op->kind == VOP_EXPORT && !v->spec->save_on_stop)
                 return se_set(e, SE_NOT_SUPPORTED, "Cannot export %s:%s: the volume is not save_on_stop",
                               v->pool->name, vid_of(op));
-        if (op->kind == VOP_EXPORT_END && !(op->path && v->exports &&
-                                           g_ptr_array_find_with_equal_func(v->exports, op->path, export_has_path, NULL)))
+        if (op->kind == VOP_EXPORT_END && !volume_find_export(v, op->path, op->owner))
                 return se_set(e, SE_INVALID_ARGUMENT, "Volume %s:%s has no export %s", v->pool->name, vid_of(op),
                               op->path ? op->path : "");
         if (op->kind == VOP_IMPORT_VOLUME && op->source && (op->source->removed || op->source->pool->removed))
@@ -225,12 +220,14 @@ int volume_data_run(VolumeOp *op) {
 void volume_data_done(VolumeOp *op) {
         Volume *v = op->volume;
         bool ok = op->err.code == SE_OK;
-        if (op->kind == VOP_IMPORT_BEGIN && ok)
+        if (op->kind == VOP_IMPORT_BEGIN && ok) {
                 v->import_path = g_strdup(op->path);
-        else if (op->kind == VOP_IMPORT_END)
+                v->import_owner = g_strdup(op->owner);
+        } else if (op->kind == VOP_IMPORT_END) {
                 g_clear_pointer(&v->import_path, g_free);
-        else if (op->kind == VOP_EXPORT && ok)
-                volume_add_export(v, op->path, op->stable);
+                g_clear_pointer(&v->import_owner, g_free);
+        } else if (op->kind == VOP_EXPORT && ok)
+                volume_add_export(v, op->path, op->stable, op->owner);
         else if (op->kind == VOP_EXPORT_END && ok)
-                volume_remove_export(v, op->path);
+                volume_remove_export(v, op->path, op->owner);
 }

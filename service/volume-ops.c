@@ -237,6 +237,7 @@ void volume_op_free(VolumeOp *op) {
         g_free(op->revision);
         g_free(op->path);
         g_free(op->message);
+        g_free(op->owner);
         if (op->fd >= 0)
                 close(op->fd);
         volume_spec_free(op->source_spec);

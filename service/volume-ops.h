@@ -45,6 +45,8 @@ struct VolumeOp {
         bool success;             /* import_end */
         char *message;            /* import_end */
         Volume *source;           /* import_volume */
+        char *owner;              /* import_begin, export: the caller that will hold it (unique bus
+                                   * name); import_end, export_end: only what that caller holds */
         CopyProgress *progress;   /* import, import_volume: may be NULL */
         /* results, valid in the done callback */
         StorageError err;
