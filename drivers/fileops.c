@@ -249,20 +249,8 @@ int fo_sparse_create(const char *path, uint64_t size, FoCreateMode mode, Storage
 
 /* ---- copy ---- */
 
-static int ficlone_forced_errno(void) {
-        static gsize once = 0;
-        static int forced = 0;
-        if (g_once_init_enter(&once)) {
-                const char *s = getenv(FO_FICLONE_ERRNO_ENV);
-                if (s && *s)
-                        forced = (int) g_ascii_strtoll(s, NULL, 10);
-                g_once_init_leave(&once, 1);
-        }
-        return forced;
-}
-
 int fo_ficlone(int dst, int src) {
-        int forced = ficlone_forced_errno();
+        int forced = test_seam_ficlone_errno();
         if (forced > 0)
                 return forced;
         return ioctl(dst, FICLONE, src) == 0 ? 0 : errno;

@@ -17,10 +17,7 @@
 
 #include "driver.h"
 #include "storage-error.h"
-
-/* The FICLONE test seam: when this variable holds an errno number, every
- * reflink attempt fails with it (read once per process). */
-#define FO_FICLONE_ERRNO_ENV "QUBES_STORAGED_TEST_FICLONE_ERRNO"
+#include "test-seam.h"
 
 int fo_fsync_dir(const char *dir, StorageError *err);
 

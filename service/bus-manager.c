@@ -9,6 +9,7 @@
 #include "macros.h"
 #include "options.h"
 #include "paths.h"
+#include "pool-claims.h"
 #include "store.h"
 #include "usage.h"
 #include "validate.h"
@@ -66,11 +67,22 @@ typedef struct AddPool {
         sd_bus_message *message;
         StorageError err;
         PoolUsage usage;
+        PoolClaims *others;
 } AddPool;
+
+/* AddPool calls run one at a time: each sees the pools added before it. */
+static TaskQueue *add_pool_queue;
+
+static void add_pool_prepare(Task *t) {
+        AddPool *a = (AddPool *) t;
+        a->others = pool_claims_snapshot();
+}
 
 static void add_pool_work(Task *t) {
         AddPool *a = (AddPool *) t;
         Pool *p = a->pool;
+        if (pool_claims_check(a->others, p->name, p->driver, p->config, &a->err) < 0)
+                return;
         if (p->driver->pool_setup(p->drv, &a->err) < 0)
                 return;
         if (store_save_pool(model_state_dir, p->name, p->driver->name, p->config, &a->err) == 0)
@@ -89,6 +101,7 @@ static void add_pool_done(Task *t) {
         } else
                 error_reply(a->message, &a->err);
         se_clear(&a->err);
+        pool_claims_free(a->others);
         sd_bus_message_unref(a->message);
         pool_unref(p);
         g_free(a);
@@ -151,12 +164,15 @@ static int method_add_pool(sd_bus_message *m, void *userdata, sd_bus_error *erro
                 return r;
         }
         AddPool *a = g_new0(AddPool, 1);
+        a->task.prepare = add_pool_prepare;
         a->task.work = add_pool_work;
         a->task.done = add_pool_release;
         a->pool = p;
         a->message = sd_bus_message_ref(m);
         g_hash_table_add(adding, g_strdup(name));
-        task_submit(&a->task, NULL);
+        if (!add_pool_queue)
+                add_pool_queue = task_queue_new();
+        task_submit(&a->task, add_pool_queue);
         return 1;
 }
 

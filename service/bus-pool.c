@@ -182,6 +182,12 @@ static int method_create_volume(sd_bus_message *m, void *userdata, sd_bus_error 
         if (!p->driver->creates_volumes)
                 return error_set(error, SE_NOT_SUPPORTED, "Pool %s (driver %s) does not create volumes", p->name,
                                  p->driver->name);
+        /* No driver encrypts volatile data with a throw-away key yet: refused
+         * rather than written in clear. */
+        if (s->ephemeral)
+                return error_set(error, SE_NOT_SUPPORTED,
+                                 "Volume %s (pool %s): the %s driver does not support ephemeral volumes", s->name,
+                                 p->name, p->driver->name);
         Volume *src = NULL;
         if (s->source) {
                 src = g_hash_table_lookup(p->volumes, s->source);

@@ -66,6 +66,11 @@ void model_add_pool(Pool *p) {
 
 void model_remove_pool(Pool *p) {
         p->removed = true;
+        /* What is left are volumes the storage defined (linux-kernel): they
+         * go with the pool, announced, and their references to it dropped. */
+        g_autoptr(GPtrArray) vols = pool_volumes_sorted(p);
+        for (size_t i = 0; i < vols->len; i++)
+                model_remove_volume(vols->pdata[i]);
         if (hooks.pool_removed)
                 hooks.pool_removed(p);
         g_hash_table_remove(pools_table(), p->name);

@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "macros.h"
+#include "validate.h"
 #include "volume-ops.h"
 
 typedef struct Waiter {
@@ -35,6 +36,23 @@ static void read_storage(Pool *p, PoolUsage *u, char ***vids, bool *scanned) {
         *scanned = p->driver->pool_scan && p->driver->pool_scan(p->drv, vids, NULL) >= 0;
 }
 
+/* A name the storage shows that cannot be a vid (not UTF-8, characters a vid
+ * cannot hold) is skipped, with one warning per pool and name: publishing it
+ * would break ListVolumes and GetManagedObjects for every client. */
+static bool scanned_vid_ok(Pool *p, const char *vid) {
+        static GHashTable *warned; /* "pool\nname" */
+        if (valid_vid(vid))
+                return true;
+        if (!warned)
+                warned = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        char *key = g_strconcat(p->name, "\n", vid, NULL);
+        if (g_hash_table_add(warned, key)) {
+                g_autofree char *shown = g_strescape(vid, NULL);
+                g_warning("Pool %s: skipping '%s': not a valid volume id", p->name, shown);
+        }
+        return false;
+}
+
 /* Publishes the volumes the storage defines and drops those that vanished. */
 static void apply_scan(Pool *p, char **vids, bool now) {
         g_autoptr(GPtrArray) current = pool_volumes_sorted(p);
@@ -44,7 +62,7 @@ static void apply_scan(Pool *p, char **vids, bool now) {
                         model_remove_volume(v);
         }
         for (size_t i = 0; vids && vids[i]; i++) {
-                if (g_hash_table_contains(p->volumes, vids[i]))
+                if (g_hash_table_contains(p->volumes, vids[i]) || !scanned_vid_ok(p, vids[i]))
                         continue;
                 VolumeSpec *s = g_new0(VolumeSpec, 1);
                 s->vid = g_strdup(vids[i]);

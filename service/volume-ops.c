@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "test-seam.h"
 #include "macros.h"
 #include "usage.h"
 #include "volume-data.h"
@@ -23,16 +24,6 @@ static const char *const op_names[_VOP_MAX] = {
 
 const char *volume_op_name(VolumeOpKind kind) {
         return op_names[kind];
-}
-
-/* Test seam: QUBES_STORAGED_TEST_SLOW_VID=<vid> and _SLOW_MS=<ms> make every
- * storage operation on that volume wait first, so tests can observe the
- * service while an operation is in progress. */
-static void test_delay(const char *vid) {
-        const char *slow = getenv("QUBES_STORAGED_TEST_SLOW_VID");
-        const char *ms = getenv("QUBES_STORAGED_TEST_SLOW_MS");
-        if (slow && ms && strcmp(slow, vid) == 0)
-                g_usleep(strtoul(ms, NULL, 10) * 1000);
 }
 
 static bool has_revision(const VolumeInfo *info, const char *rev) {
@@ -168,7 +159,7 @@ static void op_work(Task *t) {
         StorageError serr = STORAGE_ERROR_INIT;
 
         if (op->kind != VOP_QUERY)
-                test_delay(op->spec->vid);
+                test_seam_slow(op->spec->vid);
         int r = run_driver(op);
 
         if (r >= 0 && op->kind == VOP_REMOVE) {

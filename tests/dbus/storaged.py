@@ -6,7 +6,7 @@ service, started as
 
     qubes-storaged --bus system --state-dir <tmp>/state --base-dir <tmp>/base
 
-The binary is $QUBES_STORAGED, or build/qubes-storaged in the source tree.
+The binary is $QUBES_STORAGED, or build/qubes-storaged-test (the test build) in the source tree.
 Calls go through Gio (GDBus) so that a{sv} variants and fd passing work.
 Nothing here skips: a missing facility is a failure.
 """
@@ -30,7 +30,7 @@ gi.require_version('GLib', '2.0')
 from gi.repository import Gio, GLib  # noqa: E402
 
 SRCDIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SERVICE = os.path.abspath(os.environ.get('QUBES_STORAGED') or os.path.join(SRCDIR, 'build', 'qubes-storaged'))
+SERVICE = os.path.abspath(os.environ.get('QUBES_STORAGED') or os.path.join(SRCDIR, 'build', 'qubes-storaged-test'))
 
 BUS_NAME = 'org.qubes.Storage1'
 ROOT = '/org/qubes/Storage1'

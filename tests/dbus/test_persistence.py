@@ -37,8 +37,7 @@ class PersistenceTest(StoragedTestCase):
                                                   source='vm-templates/tpl/root'))
         v['private'] = self.create_volume('p1', dict(name='private', vm='work', size=MiB, rw=True,
                                                      save_on_stop=True, revisions_to_keep=1))
-        v['volatile'] = self.create_volume('p1', dict(name='volatile', vm='work', size=MiB, rw=True,
-                                                      ephemeral=True))
+        v['volatile'] = self.create_volume('p1', dict(name='volatile', vm='work', size=MiB, rw=True))
         v['custom'] = self.create_volume('p2', dict(name='data', vm='other', vid='custom/vol', size='3145728',
                                                     rw=True, save_on_stop=True))
         v['ro'] = self.create_volume('varlibqubes', dict(name='private', vm='ro-vm', size=MiB, rw=True,

@@ -180,7 +180,7 @@ class CreateVolumeTest(FilePoolTestCase):
     def test_create_volatile(self):
         vpath = self.create_volume(self.pool, vconf(
             name='volatile', vm='work', template=False, size=MiB, rw=True, snap_on_start=False,
-            save_on_stop=False, revisions_to_keep=1, ephemeral=True))
+            save_on_stop=False, revisions_to_keep=1, ephemeral=False))
         vid = 'appvms/work/volatile'
         self.assertEqual(vpath, volume_path(self.pool, vid))
         self.assertEqual(os.path.getsize(self.img(vid)), MiB)

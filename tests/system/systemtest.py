@@ -11,7 +11,7 @@ The tests run as root (they start dbus-daemon, the service and polkitd, and
 switch to uid 65534 with setpriv for the non-root caller). Nothing skips: a
 missing facility is a failure.
 
-The binary is $QUBES_STORAGED (default: <repo>/build/qubes-storaged), the
+The binary is $QUBES_STORAGED (default: <repo>/build/qubes-storaged-test), the
 source tree $QUBES_STORAGED_SRC (default: the tree this file is in).
 """
 
@@ -34,7 +34,7 @@ from gi.repository import Gio, GLib  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRCDIR = os.path.abspath(os.environ.get('QUBES_STORAGED_SRC') or os.path.dirname(os.path.dirname(HERE)))
-SERVICE = os.path.abspath(os.environ.get('QUBES_STORAGED') or os.path.join(SRCDIR, 'build', 'qubes-storaged'))
+SERVICE = os.path.abspath(os.environ.get('QUBES_STORAGED') or os.path.join(SRCDIR, 'build', 'qubes-storaged-test'))
 PYTHON = '/usr/bin/python3'  # Debian's: it has python3-gi and python3-dbusmock
 CLIENT = os.path.join(HERE, 'client.py')
 
