@@ -14,22 +14,38 @@
 #define POLKIT_ALLOW_USER_INTERACTION 1u
 #define INTERACTIVE_TIMEOUT_USEC (5 * 60 * USEC_PER_SEC)
 
-typedef struct Query {
-        sd_bus_message *request;
+typedef struct Query Query;
+
+/* One CheckAuthorization in flight. */
+typedef struct Ask {
+        Query *query;
         sd_bus_slot *slot;
-        char *action;
-        int result;      /* 0: waiting, 1: allowed, -1: denied */
-        char *why;       /* why polkit could not answer, or NULL */
+        char *what; /* the details, for the message of a refusal */
+} Ask;
+
+struct Query {
+        sd_bus_message *request;
+        char *asked;     /* action and details as asked: what an answer is for */
+        GPtrArray *asks; /* Ask*, one per set of details */
+        unsigned waiting;
+        int result;      /* 0: waiting, 1: allowed (every ask), -1: denied (one ask) */
+        char *why;       /* why, when denied or polkit could not answer */
         sd_event_source *reaper;
-} Query;
+};
 
 static GHashTable *queries; /* request message -> Query */
 
+static void ask_free(Ask *a) {
+        sd_bus_slot_unref(a->slot);
+        g_free(a->what);
+        g_free(a);
+}
+
 static void query_free(Query *q) {
         sd_event_source_disable_unref(q->reaper);
-        sd_bus_slot_unref(q->slot);
+        g_ptr_array_unref(q->asks);
         sd_bus_message_unref(q->request);
-        g_free(q->action);
+        g_free(q->asked);
         g_free(q->why);
         g_free(q);
 }
@@ -43,17 +59,25 @@ static int on_reap(sd_event_source *s, void *userdata) {
         return 0;
 }
 
-static int on_polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
-        Query *q = userdata;
-        q->slot = sd_bus_slot_unref(q->slot);
-        const sd_bus_error *e = sd_bus_message_get_error(reply);
-        int authorized = 0, challenge = 0;
-        if (e)
-                q->why = g_strdup_printf("polkit could not decide: %s", e->message ? e->message : e->name);
-        else if (sd_bus_message_enter_container(reply, 'r', "bba{ss}") < 0 ||
-                 sd_bus_message_read(reply, "bb", &authorized, &challenge) < 0)
-                q->why = g_strdup("polkit sent an answer that cannot be read");
-        q->result = authorized ? 1 : -1;
+/* The action and every set of details, in order: the key an answer is for. */
+static char *describe(const char *action, const char *const *const *details, size_t n) {
+        GString *s = g_string_new(action);
+        for (size_t k = 0; k < n; k++) {
+                g_string_append_c(s, '\n');
+                for (size_t i = 0; details[k] && details[k][i] && details[k][i + 1]; i += 2)
+                        g_string_append_printf(s, "%s=%s;", details[k][i], details[k][i + 1]);
+        }
+        return g_string_free(s, FALSE);
+}
+
+static char *describe_details(const char *const *details) {
+        GString *s = g_string_new(NULL);
+        for (size_t i = 0; details && details[i] && details[i + 1]; i += 2)
+                g_string_append_printf(s, "%s%s %s", s->len ? ", " : "", details[i], details[i + 1]);
+        return g_string_free(s, FALSE);
+}
+
+static void redispatch(Query *q) {
         /* Dispatch the request again: its handler now finds the answer. */
         sd_bus_message_rewind(q->request, true);
         sd_bus *bus = sd_bus_message_get_bus(q->request);
@@ -66,6 +90,32 @@ static int on_polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *
                 g_warning("Cannot re-dispatch a call after polkit answered: %s", strerror(-r));
                 g_hash_table_remove(queries, q->request);
         }
+}
+
+static int on_polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Ask *a = userdata;
+        Query *q = a->query;
+        a->slot = sd_bus_slot_unref(a->slot);
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        int authorized = 0, challenge = 0;
+        char *why = NULL;
+        if (e)
+                why = g_strdup_printf("polkit could not decide: %s", e->message ? e->message : e->name);
+        else if (sd_bus_message_enter_container(reply, 'r', "bba{ss}") < 0 ||
+                 sd_bus_message_read(reply, "bb", &authorized, &challenge) < 0)
+                why = g_strdup("polkit sent an answer that cannot be read");
+        else if (!authorized && q->asks->len > 1)
+                why = g_strdup_printf("not for %s", a->what);
+        if (!authorized && q->result == 0) {
+                q->result = -1;
+                q->why = why;
+        } else
+                g_free(why);
+        if (--q->waiting > 0)
+                return 0;
+        if (q->result == 0)
+                q->result = 1;
+        redispatch(q);
         return 0;
 }
 
@@ -74,12 +124,8 @@ static int deny(const char *action, const char *why, sd_bus_error *error) {
         return -EACCES;
 }
 
-static int ask_polkit(sd_bus_message *m, const char *action, const char *const *details, bool interactive,
-                      sd_bus_error *error) {
-        sd_bus *bus = sd_bus_message_get_bus(m);
-        const char *sender = sd_bus_message_get_sender(m);
-        if (!sender)
-                return deny(action, "the caller has no bus name", error);
+static int send_check(sd_bus *bus, const char *sender, const char *action, const char *const *details,
+                      bool interactive, Ask *a) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
         int r = sd_bus_message_new_method_call(bus, &call, POLKIT_NAME, POLKIT_PATH, POLKIT_INTERFACE,
                                                "CheckAuthorization");
@@ -93,26 +139,54 @@ static int ask_polkit(sd_bus_message *m, const char *action, const char *const *
                 r = sd_bus_message_close_container(call);
         if (r >= 0)
                 r = sd_bus_message_append(call, "us", interactive ? POLKIT_ALLOW_USER_INTERACTION : 0u, "");
-        if (r < 0)
-                return r;
+        if (r >= 0)
+                r = sd_bus_call_async(bus, &a->slot, call, on_polkit_reply, a,
+                                      interactive ? INTERACTIVE_TIMEOUT_USEC : 0);
+        return r;
+}
+
+static int ask_polkit(sd_bus_message *m, const char *action, const char *const *const *details, size_t n,
+                      char *asked, bool interactive, sd_bus_error *error) {
+        sd_bus *bus = sd_bus_message_get_bus(m);
+        const char *sender = sd_bus_message_get_sender(m);
+        if (!sender) {
+                g_free(asked);
+                return deny(action, "the caller has no bus name", error);
+        }
         Query *q = g_new0(Query, 1);
         q->request = sd_bus_message_ref(m);
-        q->action = g_strdup(action);
-        r = sd_bus_call_async(bus, &q->slot, call, on_polkit_reply, q, interactive ? INTERACTIVE_TIMEOUT_USEC : 0);
-        if (r < 0) {
-                query_free(q);
-                return deny(action, "polkit cannot be reached", error);
+        q->asked = asked;
+        q->asks = g_ptr_array_new_with_free_func((GDestroyNotify) ask_free);
+        /* no details at all (an empty batch): one question without them */
+        size_t asks = n > 0 ? n : 1;
+        for (size_t k = 0; k < asks; k++) {
+                Ask *a = g_new0(Ask, 1);
+                a->query = q;
+                a->what = describe_details(n > 0 ? details[k] : NULL);
+                g_ptr_array_add(q->asks, a);
+                if (send_check(bus, sender, action, n > 0 ? details[k] : NULL, interactive, a) < 0) {
+                        query_free(q);
+                        return deny(action, "polkit cannot be reached", error);
+                }
+                q->waiting++;
         }
         g_hash_table_insert(queries, m, q);
         return 0;
 }
 
-int auth_check(sd_bus_message *m, const char *action, const char *const *details, bool no_user_interaction,
-               sd_bus_error *error) {
+int auth_check_each(sd_bus_message *m, const char *action, const char *const *const *details, size_t n,
+                    bool no_user_interaction, sd_bus_error *error) {
         if (!queries)
                 queries = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, (GDestroyNotify) query_free);
+        g_autofree char *asked = describe(action, details, n);
         Query *q = g_hash_table_lookup(queries, m);
         if (q) {
+                /* The answer must be for this very question: never let an
+                 * answer about one action or object authorize another. */
+                if (strcmp(q->asked, asked) != 0) {
+                        g_hash_table_remove(queries, m);
+                        return deny(action, "the answer polkit gave was for another request", error);
+                }
                 if (q->result == 0)
                         return 0;
                 int allowed = q->result > 0;
@@ -130,7 +204,12 @@ int auth_check(sd_bus_message *m, const char *action, const char *const *details
         if (uid == 0)
                 return 1;
         bool interactive = !no_user_interaction && sd_bus_message_get_allow_interactive_authorization(m) > 0;
-        return ask_polkit(m, action, details, interactive, error);
+        return ask_polkit(m, action, details, n, g_steal_pointer(&asked), interactive, error);
+}
+
+int auth_check(sd_bus_message *m, const char *action, const char *const *details, bool no_user_interaction,
+               sd_bus_error *error) {
+        return auth_check_each(m, action, &details, 1, no_user_interaction, error);
 }
 
 unsigned auth_pending(void) {

@@ -22,6 +22,12 @@
 int auth_check(sd_bus_message *m, const char *action, const char *const *details, bool no_user_interaction,
                sd_bus_error *error);
 
+/* The same for one call about many objects (StartVolumes...): polkit is
+ * asked once per set of details (n sets; none: once without details), and
+ * the call may go on only when every answer is yes. */
+int auth_check_each(sd_bus_message *m, const char *action, const char *const *const *details, size_t n,
+                    bool no_user_interaction, sd_bus_error *error);
+
 /* polkit queries still waiting for an answer. */
 unsigned auth_pending(void);
 void auth_shutdown(void);

@@ -78,7 +78,12 @@ static int method_cancel(sd_bus_message *m, void *userdata, sd_bus_error *error)
         uid_t uid = (uid_t) -1;
         if (sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds) >= 0)
                 sd_bus_creds_get_euid(creds, &uid);
-        if (uid != j->uid) {
+        /* Unknown uids never match: a caller whose uid is unknown is refused,
+         * and a job whose starter is unknown is nobody's own job. */
+        if (uid == (uid_t) -1)
+                return error_set(error, SE_NOT_AUTHORIZED, "Not authorized for %s: the caller's uid is unknown (job %u)",
+                                 ACTION_CANCEL_JOB, j->id);
+        if (j->uid == (uid_t) -1 || uid != j->uid) {
                 char id[16];
                 snprintf(id, sizeof(id), "%u", j->id);
                 r = auth_check(m, ACTION_CANCEL_JOB, (const char *const[]) { "job", id, NULL }, o.no_user_interaction,

@@ -404,7 +404,20 @@ int bus_volumes_batch(sd_bus_message *m, VolumeOpKind kind, sd_bus_error *error)
                 if (!vols[i])
                         return error_set(error, SE_NO_SUCH_VOLUME, "No volume at %s", paths[i]);
         }
-        r = auth_check(m, ACTION_START_STOP, NULL, o.no_user_interaction, error);
+        /* polkit decides about each volume, with its details, as for the
+         * single-volume verbs: a rule about one pool holds for the batch. */
+        g_autofree const char **flat = g_new0(const char *, 5 * n + 1);
+        g_autofree const char *const **details = g_new0(const char *const *, n + 1);
+        for (size_t i = 0; i < n; i++) {
+                const char **d = flat + 5 * i;
+                d[0] = "pool";
+                d[1] = vols[i]->pool->name;
+                d[2] = "vid";
+                d[3] = vols[i]->spec->vid;
+                d[4] = NULL;
+                details[i] = d;
+        }
+        r = auth_check_each(m, ACTION_START_STOP, details, n, o.no_user_interaction, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         if (n == 0)
