@@ -34,6 +34,7 @@ struct Query {
 };
 
 static GHashTable *queries; /* request message -> Query */
+static char *refusing;      /* auth_refuse_new() */
 
 static void ask_free(Ask *a) {
         sd_bus_slot_unref(a->slot);
@@ -194,6 +195,8 @@ int auth_check_each(sd_bus_message *m, const char *action, const char *const *co
                 g_hash_table_remove(queries, m);
                 return allowed ? 1 : deny(action, why, error);
         }
+        if (refusing)
+                return error_set(error, SE_FAILED, "%s: %s refused", refusing, sd_bus_message_get_member(m));
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         uid_t uid;
         int r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
@@ -224,7 +227,13 @@ unsigned auth_pending(void) {
         return n;
 }
 
+void auth_refuse_new(const char *why) {
+        g_free(refusing);
+        refusing = g_strdup(why);
+}
+
 void auth_shutdown(void) {
+        g_clear_pointer(&refusing, g_free);
         if (queries)
                 g_hash_table_destroy(queries);
         queries = NULL;

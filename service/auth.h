@@ -28,6 +28,10 @@ int auth_check(sd_bus_message *m, const char *action, const char *const *details
 int auth_check_each(sd_bus_message *m, const char *action, const char *const *const *details, size_t n,
                     bool no_user_interaction, sd_bus_error *error);
 
+/* From now on, calls that are not already waiting for polkit's answer are
+ * refused with Failed (message: why); those waiting get their answer. */
+void auth_refuse_new(const char *why);
+
 /* polkit queries still waiting for an answer. */
 unsigned auth_pending(void);
 void auth_shutdown(void);

@@ -21,6 +21,7 @@
 #define PROGRESS_PERIOD_USEC (250 * USEC_PER_MSEC)
 
 static unsigned next_id = 1;
+static GHashTable *running; /* BusJob* set */
 
 static uint64_t clock_usec(clockid_t c) {
         struct timespec ts;
@@ -158,11 +159,26 @@ BusJob *bus_job_start(sd_bus_message *m, const char *operation, const char *obje
         sd_event_add_time(sd_bus_get_event(bus), &j->timer, CLOCK_MONOTONIC,
                           clock_usec(CLOCK_MONOTONIC) + PROGRESS_PERIOD_USEC, 0, on_tick, j);
         sd_bus_emit_interfaces_added(bus, j->path, JOB_INTERFACE, NULL);
+        if (!running)
+                running = g_hash_table_new(g_direct_hash, g_direct_equal);
+        g_hash_table_add(running, j);
         return j;
+}
+
+void bus_jobs_cancel_all(void) {
+        GHashTableIter it;
+        gpointer j;
+        if (!running)
+                return;
+        g_hash_table_iter_init(&it, running);
+        while (g_hash_table_iter_next(&it, &j, NULL))
+                job_cancel(j);
 }
 
 void bus_job_finish(BusJob *j, const StorageError *err) {
         bool ok = !err || err->code == SE_OK;
+        if (running)
+                g_hash_table_remove(running, j);
         j->progress_value = ok ? 1.0 : j->progress_value;
         sd_bus_emit_signal(j->bus, j->path, JOB_INTERFACE, "Completed", "bs", (int) ok,
                            ok ? "" : (err->message ? err->message : "failed"));

@@ -32,3 +32,6 @@ typedef struct BusJob {
 BusJob *bus_job_start(sd_bus_message *m, const char *operation, const char *object, uint64_t total);
 /* Emits Completed (err NULL or SE_OK: success), unpublishes and frees. */
 void bus_job_finish(BusJob *j, const StorageError *err);
+/* Cancels every running job (the service is stopping): each stops at its
+ * next safe point and completes as Cancelled. */
+void bus_jobs_cancel_all(void);

@@ -303,9 +303,15 @@ static int method_set_revisions(sd_bus_message *m, void *userdata, sd_bus_error 
 /* The pool's usage is fresh (and the driver's caches): the volumes next. */
 static void refresh_done(Pool *p, void *userdata) {
         sd_bus_message *m = userdata;
-        if (!p->removed)
+        if (p->removed) {
+                StorageError e = STORAGE_ERROR_INIT;
+                se_set(&e, SE_NO_SUCH_POOL, "Storage pool %s was removed", p->name);
+                error_reply(m, &e);
+                se_clear(&e);
+        } else {
                 pool_refresh_volumes(p);
-        sd_bus_reply_method_return(m, "");
+                sd_bus_reply_method_return(m, "");
+        }
         sd_bus_message_unref(m);
 }
 

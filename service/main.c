@@ -10,6 +10,7 @@
 #include <systemd/sd-event.h>
 
 #include "auth.h"
+#include "bus-job.h"
 #include "bus.h"
 #include "callers.h"
 #include "errors.h"
@@ -214,6 +215,7 @@ static struct {
         uint64_t last_activity;
         sd_event_source *timer;
         bool releasing;
+        bool stopping;            /* SIGTERM: draining */
 } idle;
 
 static int on_message(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -249,10 +251,13 @@ static int setup_exit_idle(sd_event *event, sd_bus *bus) {
                                  on_idle_timer, bus);
 }
 
-/* SIGTERM/SIGINT: let the work in flight finish (its replies are sent, its
- * records written), then exit. No new periodic work starts meanwhile. */
+/* SIGTERM/SIGINT: running jobs are cancelled (they stop at their next safe
+ * point and answer Cancelled), new calls are refused (Failed: "qubes-storaged
+ * is stopping"), the work in flight and the polkit questions already asked
+ * finish (their replies are sent, their records written), then the service
+ * exits 0. No new periodic work starts meanwhile; reads are still answered. */
 static int on_drain_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        if (tasks_pending() == 0)
+        if (tasks_pending() == 0 && auth_pending() == 0)
                 return sd_event_exit(sd_event_source_get_event(s), 0);
         sd_event_source_set_time(s, usec + 50 * USEC_PER_MSEC);
         return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
@@ -261,9 +266,14 @@ static int on_drain_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         sd_event *event = sd_event_source_get_event(s);
         uint64_t now;
+        if (idle.stopping)
+                return 0;
+        idle.stopping = true;
         usage_shutdown();
-        if (tasks_pending() > 0)
-                fprintf(stderr, "Stopping: waiting for %u operation(s) in progress\n", tasks_pending());
+        auth_refuse_new("qubes-storaged is stopping");
+        bus_jobs_cancel_all();
+        fprintf(stderr, "Stopping: cancelling jobs, waiting for %u operation(s) and %u authorization(s) in progress\n",
+                tasks_pending(), auth_pending());
         sd_event_now(event, CLOCK_MONOTONIC, &now);
         return sd_event_add_time(event, NULL, CLOCK_MONOTONIC, now, 0, on_drain_timer, NULL);
 }
@@ -273,6 +283,7 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
  * and let the service manager restart us. */
 static int on_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         fprintf(stderr, "Lost the connection to the %s bus: exiting\n", arg.bus);
+        bus_jobs_cancel_all(); /* a job waiting on a silent pipe would keep the workers */
         return sd_event_exit(userdata, -ECONNRESET);
 }
 

@@ -101,6 +101,17 @@ static void usage_work(Task *t) {
 
 static void start_refresh(Pool *p);
 
+/* Every waiter gets its answer: after a refresh, or at once when the pool
+ * was removed meanwhile (done sees p->removed). */
+static void answer(Pool *p, GPtrArray *waiters) {
+        for (size_t i = 0; waiters && i < waiters->len; i++) {
+                Waiter *w = waiters->pdata[i];
+                w->done(p, w->userdata);
+        }
+        if (waiters)
+                g_ptr_array_unref(waiters);
+}
+
 static void usage_done(Task *t) {
         UsageTask *u = (UsageTask *) t;
         Pool *p = u->pool;
@@ -111,16 +122,13 @@ static void usage_done(Task *t) {
                 if (u->scanned)
                         apply_scan(p, u->vids, false);
         }
-        for (size_t i = 0; u->waiters && i < u->waiters->len; i++) {
-                Waiter *w = u->waiters->pdata[i];
-                w->done(p, w->userdata);
-        }
-        if (p->usage_again && !p->removed) {
+        answer(p, TAKE_PTR(u->waiters));
+        if (p->removed)
+                answer(p, TAKE_PTR(p->usage_waiters)); /* no refresh will come */
+        else if (p->usage_again) {
                 p->usage_again = false;
                 pool_usage_request(p);
         }
-        if (u->waiters)
-                g_ptr_array_unref(u->waiters);
         g_strfreev(u->vids);
         pool_unref(p);
         g_free(u);
@@ -141,6 +149,8 @@ static int on_delay(sd_event_source *s, uint64_t usec, void *userdata) {
         p->usage_timer = sd_event_source_disable_unref(p->usage_timer);
         if (!p->removed)
                 start_refresh(p);
+        else
+                answer(p, TAKE_PTR(p->usage_waiters));
         pool_unref(p);
         return 0;
 }
@@ -167,6 +177,10 @@ void pool_usage_request(Pool *p) {
 }
 
 void pool_usage_refresh(Pool *p, UsageDone done, void *userdata) {
+        if (p->removed) {
+                done(p, userdata);
+                return;
+        }
         Waiter *w = g_new0(Waiter, 1);
         w->done = done;
         w->userdata = userdata;

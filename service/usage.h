@@ -16,7 +16,9 @@ void usage_shutdown(void);
 /* Asks for a refresh soon; coalesced. */
 void pool_usage_request(Pool *p);
 
-/* Refreshes now (or right after the running refresh) and calls done. */
+/* Refreshes now (or right after the running refresh) and calls done; done
+ * is always called, at once when the pool is removed meanwhile (then
+ * p->removed is set). */
 typedef void (*UsageDone)(Pool *p, void *userdata);
 void pool_usage_refresh(Pool *p, UsageDone done, void *userdata);
 
