@@ -127,12 +127,22 @@ class LoopFs:
 
     def cleanup(self):
         if self.mounted:
-            p = subprocess.run(["umount", self.mnt], stderr=subprocess.PIPE)
-            if p.returncode != 0:
+            # a just-ended process can keep the mount busy for a moment
+            for _ in range(20):
+                if subprocess.run(["umount", self.mnt], stderr=subprocess.DEVNULL).returncode == 0:
+                    break
+                time.sleep(0.25)
+            else:
                 subprocess.run(["umount", "-l", self.mnt], stderr=subprocess.DEVNULL)
+                print(f"warning: umount {self.mnt} failed, lazily unmounted", file=sys.stderr)
             self.mounted = False
         if self.dev:
-            subprocess.run(["losetup", "-d", self.dev], stderr=subprocess.DEVNULL)
+            for _ in range(20):
+                if subprocess.run(["losetup", "-d", self.dev], stderr=subprocess.DEVNULL).returncode == 0:
+                    break
+                time.sleep(0.25)
+            else:
+                print(f"warning: losetup -d {self.dev} failed", file=sys.stderr)
             self.dev = None
 
 
