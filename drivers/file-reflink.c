@@ -10,6 +10,7 @@
  * Every change is made beside the data and committed by a rename.
  */
 #include "driver.h"
+#include "file-layout.h"
 #include "file-reflink.h"
 #include "fileops.h"
 #include "test-seam.h"
@@ -85,22 +86,19 @@ static int cmp_rev(gconstpointer a, gconstpointer b) {
         return x->n < y->n ? -1 : x->n > y->n;
 }
 
-/* "<name>.img.<N>@<stamp>Z" → N and stamp; the '-' of other VMs' names can
- * never match because the whole prefix must be ours. */
+/* A revision file of the volume (never a temporary file). */
 static Rev *parse_rev(const Paths *p, const char *entry) {
-        g_autofree char *prefix = g_strconcat(p->name, ".img.", NULL);
-        if (!g_str_has_prefix(entry, prefix) || !g_str_has_suffix(entry, "Z") || strchr(entry, '~'))
+        FlEntry e;
+        if (!fl_owned_by(entry, p->name, &e))
                 return NULL;
-        const char *num = entry + strlen(prefix);
-        char *end = NULL;
-        errno = 0;
-        long n = strtol(num, &end, 10);
-        if (errno || end == num || *end != '@' || n <= 0)
-                return NULL;
-        Rev *r = g_new0(Rev, 1);
-        r->n = n;
-        r->file = g_build_filename(p->dir, entry, NULL);
-        r->stamp = g_strdup(end + 1);
+        Rev *r = NULL;
+        if (e.kind == FL_REVISION && !e.temp) {
+                r = g_new0(Rev, 1);
+                r->n = e.revision;
+                r->file = g_build_filename(p->dir, entry, NULL);
+                r->stamp = g_strdup(e.stamp);
+        }
+        fl_entry_clear(&e);
         return r;
 }
 
@@ -159,49 +157,36 @@ static int commit(const VolumeSpec *v, const Paths *p, const char *from, Storage
 
 /* ---- clean-up of every file a vid owns ---- */
 
-/* The part of entry after "<name>", without a temp suffix "~XXXXXX";
- * NULL when entry does not start with the volume's name. */
-static char *own_rest(const Paths *p, const char *entry, bool *temp) {
-        size_t n = strlen(p->name);
-        if (strncmp(entry, p->name, n) != 0)
-                return NULL;
-        const char *rest = entry + n, *tilde = strrchr(rest, '~');
-        *temp = tilde && strlen(tilde + 1) == 6;
-        return *temp ? g_strndup(rest, (size_t) (tilde - rest)) : g_strdup(rest);
-}
-
-/* Names are exact: volumes whose names extend ours ("root-x" beside "root")
- * never match, because the character after our name must start one of our
- * suffixes and volume names cannot contain '@'. */
-static bool own_suffix(const Paths *p, const char *rest) {
-        if (strcmp(rest, ".img") == 0 || strcmp(rest, "-dirty.img") == 0 || strcmp(rest, "-import.img") == 0 ||
-            g_str_has_prefix(rest, EXPORT_SUFFIX))
-                return true;
-        g_autofree char *entry = g_strconcat(p->name, rest, NULL);
-        Rev *r = parse_rev(p, entry);
-        if (r)
-                rev_free(r);
-        return r != NULL;
+/* What fl_parse says of entry, when it is one of the volume's files. */
+static bool own_entry(const Paths *p, const char *entry, FlEntry *e) {
+        return fl_owned_by(entry, p->name, e);
 }
 
 static bool any_image(const Paths *p, const char *entry) {
-        bool temp;
-        g_autofree char *rest = own_rest(p, entry, &temp);
-        return rest && own_suffix(p, rest);
+        FlEntry e;
+        bool own = own_entry(p, entry, &e);
+        fl_entry_clear(&e);
+        return own;
 }
 
 /* Start throws away an unfinished import and temp files of crashed writes. */
 static bool start_leftover(const Paths *p, const char *entry) {
-        bool temp;
-        g_autofree char *rest = own_rest(p, entry, &temp);
-        return rest && (temp ? own_suffix(p, rest) : strcmp(rest, "-import.img") == 0);
+        FlEntry e;
+        if (!own_entry(p, entry, &e))
+                return false;
+        bool doomed = e.temp || e.kind == FL_IMPORT;
+        fl_entry_clear(&e);
+        return doomed;
 }
 
 /* Export views live as long as the service that handed them out. */
 static bool export_leftover(const Paths *p, const char *entry) {
-        bool temp;
-        g_autofree char *rest = own_rest(p, entry, &temp);
-        return rest && g_str_has_prefix(rest, EXPORT_SUFFIX);
+        FlEntry e;
+        if (!own_entry(p, entry, &e))
+                return false;
+        bool doomed = e.kind == FL_EXPORT;
+        fl_entry_clear(&e);
+        return doomed;
 }
 
 static int remove_matching(const Paths *p, bool (*match)(const Paths *, const char *), StorageError *err) {
@@ -308,9 +293,10 @@ static int reflink_volume_init(void *pool, VolumeSpec *v, StorageError *err) {
                 g_free(v->vid);
                 v->vid = volume_default_file_vid(v);
         }
-        if (!g_str_has_prefix(v->vid, "appvms/") && !g_str_has_prefix(v->vid, "vm-templates/"))
-                return se_set(err, SE_INVALID_ARGUMENT, "Volume %s: file-reflink vids start with appvms/ or vm-templates/",
-                              v->vid);
+        if (fl_check_vid(v->vid, err) < 0)
+                return -1;
+        if (v->source && *v->source && fl_check_vid(v->source, err) < 0)
+                return -1;
         return 0;
 }
 

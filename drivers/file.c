@@ -7,6 +7,7 @@
  * A volatile volume is just an image made afresh at every start.
  */
 #include "driver.h"
+#include "file-layout.h"
 #include "fileops.h"
 
 #include <errno.h>
@@ -59,6 +60,9 @@ static const char *source_vid(const VolumeSpec *v) {
 }
 
 static int files_get(const FilePool *p, const VolumeSpec *v, Files *f, StorageError *err) {
+        /* every call checks the layout again: no file outside it is touched */
+        if (fl_check_vid(v->vid, err) < 0)
+                return -1;
         g_autofree char *base = g_build_filename(p->dir, v->vid, NULL);
         f->img = g_strconcat(base, ".img", NULL);
         f->cow = g_strconcat(base, "-cow.img", NULL);
@@ -70,6 +74,8 @@ static int files_get(const FilePool *p, const VolumeSpec *v, Files *f, StorageEr
         const char *src = source_vid(v);
         if (!src || !*src)
                 return se_set(err, SE_FAILED, "Volume %s has snap_on_start but no source", v->vid);
+        if (fl_check_vid(src, err) < 0)
+                return -1;
         g_autofree char *src_base = g_build_filename(p->dir, src, NULL);
         f->src_img = g_strconcat(src_base, ".img", NULL);
         f->src_cow = g_strconcat(src_base, "-cow.img", NULL);
@@ -188,6 +194,10 @@ static int file_volume_init(void *pool, VolumeSpec *v, StorageError *err) {
                         return se_set(err, SE_INVALID_ARGUMENT, "A volume needs a vid, or a vm and a name");
                 vid = default_vid = volume_default_file_vid(v);
         }
+        if (fl_check_vid(vid, err) < 0)
+                return -1;
+        if (v->source && *v->source && fl_check_vid(v->source, err) < 0)
+                return -1;
         if (v->snap_on_start && v->save_on_stop)
                 return se_set(err, SE_NOT_SUPPORTED,
                               "snap_on_start + save_on_stop not supported by file driver (volume %s)", vid);
@@ -228,14 +238,19 @@ static int file_volume_create(void *pool, VolumeSpec *v, StorageError *err) {
         return check_result(v, create(pool, v, err), err);
 }
 
-/* Removes every file of the volume (not the source's), then its VM
- * directory if that is now empty. */
+/* Removes every file of the volume, then its VM directory if that is now
+ * empty. A snapshot owns only its CoW file: its source's files, and whatever
+ * else lies in the directory, stay. */
 static int remove_volume(const FilePool *p, const VolumeSpec *v, StorageError *err) {
         g_auto(Files) f = { 0 };
         if (files_get(p, v, &f, err) < 0 || remove_own_temps(&f, err) < 0)
                 return -1;
-        const char *own[] = { f.img, f.cow, f.old, f.import };
-        for (size_t i = 0; i < G_N_ELEMENTS(own); i++)
+        const char *origin[] = { f.img, f.cow, f.old, f.import };
+        const char *snapshot[] = { f.cow };
+        bool snap = kind_of(v) == KIND_SNAPSHOT;
+        const char *const *own = snap ? snapshot : origin;
+        size_t n = snap ? G_N_ELEMENTS(snapshot) : G_N_ELEMENTS(origin);
+        for (size_t i = 0; i < n; i++)
                 if (fo_remove(own[i], err) < 0)
                         return -1;
         g_autofree char *vm_dir = vm_dir_of(p, &f);

@@ -38,7 +38,7 @@ class PersistenceTest(StoragedTestCase):
         v['private'] = self.create_volume('p1', dict(name='private', vm='work', size=MiB, rw=True,
                                                      save_on_stop=True, revisions_to_keep=1))
         v['volatile'] = self.create_volume('p1', dict(name='volatile', vm='work', size=MiB, rw=True))
-        v['custom'] = self.create_volume('p2', dict(name='data', vm='other', vid='custom/vol', size='3145728',
+        v['custom'] = self.create_volume('p2', dict(name='data', vm='other', vid='appvms/other/vol', size='3145728',
                                                     rw=True, save_on_stop=True))
         v['ro'] = self.create_volume('varlibqubes', dict(name='private', vm='ro-vm', size=MiB, rw=True,
                                                          save_on_stop=True))
@@ -154,15 +154,15 @@ class PersistenceTest(StoragedTestCase):
         before = self.state()
         self.stop_service()
         # tear the record of one volume: only that one is lost
-        rec = os.path.join(self.state_dir, 'volumes', 'p2', 'custom%vol.volume')
+        rec = os.path.join(self.state_dir, 'volumes', 'p2', 'appvms%other%vol.volume')
         self.assertTrue(os.path.isfile(rec), f'state dir layout unknown to this test: {sorted(self.state_records())}')
         with open(rec, 'rb') as f:
             data = f.read()
         with open(rec, 'wb') as f:
             f.write(data[:len(data) // 2])
         self.start_service()
-        self.assertDBusError('NoSuchVolume', self.get_volume, 'p2', 'custom/vol')
-        before['volumes']['p2'] = [x for x in before['volumes']['p2'] if x[0] != 'custom/vol']
+        self.assertDBusError('NoSuchVolume', self.get_volume, 'p2', 'appvms/other/vol')
+        before['volumes']['p2'] = [x for x in before['volumes']['p2'] if x[0] != 'appvms/other/vol']
         before['objects'] = [o for o in before['objects'] if o != v['custom']]
         self.assertStateEqual(before, self.state(), ignore_volumes=(v['custom'],))
 

@@ -142,11 +142,11 @@ class CreateVolumeTest(FilePoolTestCase):
 
     def test_create_origin_explicit_vid(self):
         vpath = self.create_volume(self.pool, vconf(
-            name='private', vm='work', template=False, vid='custom/dir/vol', size=MiB, rw=True,
+            name='private', vm='work', template=False, vid='vm-templates/other/vol', size=MiB, rw=True,
             snap_on_start=False, save_on_stop=True, revisions_to_keep=0, ephemeral=False))
-        self.assertEqual(vpath, volume_path(self.pool, 'custom/dir/vol'))
-        self.assertTrue(os.path.isfile(self.img('custom/dir/vol')))
-        self.assertProps(vpath, self.expect_origin('custom/dir/vol', 'private', 'work', MiB, rtk=0))
+        self.assertEqual(vpath, volume_path(self.pool, 'vm-templates/other/vol'))
+        self.assertTrue(os.path.isfile(self.img('vm-templates/other/vol')))
+        self.assertProps(vpath, self.expect_origin('vm-templates/other/vol', 'private', 'work', MiB, rtk=0))
 
     def test_create_template_default_vid(self):
         vpath = self.template_root()
@@ -209,11 +209,14 @@ class CreateVolumeTest(FilePoolTestCase):
         self.assertEqual(self.list_volumes(self.pool), [])
 
     def test_longest_vid(self):
-        vid = 'd/' + 'x' * 200 + '/' + 'y' * 52
-        self.assertEqual(len(vid), 255)
+        # a file pool's vids are <dir>/<vm>/<name>, each name at most 31 characters
+        vid = 'vm-templates/' + 'x' * 31 + '/' + 'y' * 31
         vpath = self.volatile(vid=vid)
         self.assertEqual(vpath, volume_path(self.pool, vid))
         self.assertEqual(self.vprop(vpath, 'Vid'), vid)
+        for longer in ('vm-templates/' + 'x' * 32 + '/y', 'appvms/x/' + 'y' * 32):
+            self.assertRejected('InvalidArgument', self.create_volume, self.pool,
+                                vconf(name='v', vm='work', vid=longer, size=MiB, rw=True), contains=(longer,))
 
     def test_invalid_sizes(self):
         for size in (0, 2 ** 64 - 1, 2 ** 63):
@@ -340,7 +343,7 @@ class ListGetTest(FilePoolTestCase):
 
     def test_list_volumes_sorted(self):
         vids = ['vm-templates/tpl/root', 'appvms/zed/private', 'appvms/alpha/private', 'appvms/alpha/volatile',
-                'Z/upper', 'appvms/alpha-2/private']
+                'appvms/Zed/upper', 'appvms/alpha-2/private']
         paths = {}
         for vid in vids:
             paths[vid] = self.create_volume(self.pool, dict(name='v', vm='work', vid=vid, size=MiB, rw=True,

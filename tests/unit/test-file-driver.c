@@ -181,9 +181,9 @@ static void test_init_defaults(Fixture *fx, gconstpointer data) {
         g_assert_cmpint(snap->revisions_to_keep, ==, 0);
         g_free(t.vid);
 
-        VolumeSpec given = { .vid = "custom/dir/vol", .vm = "work", .name = "private" };
+        VolumeSpec given = { .vid = "vm-templates/other/vol", .vm = "work", .name = "private" };
         tu_assert_ok(drv->volume_init(fx->pool, &given, &fx->err), &fx->err);
-        g_assert_cmpstr(given.vid, ==, "custom/dir/vol");
+        g_assert_cmpstr(given.vid, ==, "vm-templates/other/vol");
 }
 
 static void test_init_refusals(Fixture *fx, gconstpointer data) {
@@ -193,6 +193,14 @@ static void test_init_refusals(Fixture *fx, gconstpointer data) {
         tu_assert_error(&fx->err, SE_NOT_SUPPORTED, "snap_on_start + save_on_stop not supported by file driver",
                         "appvms/work/root", NULL);
         g_assert_null(both.vid);
+
+        VolumeSpec outside = { .vid = "custom/dir/vol", .vm = "work", .name = "private" };
+        g_assert_cmpint(drv->volume_init(fx->pool, &outside, &fx->err), ==, -1);
+        tu_assert_error(&fx->err, SE_INVALID_ARGUMENT, "custom/dir/vol", NULL);
+        VolumeSpec clash = { .vm = "work", .name = "private-cow" };
+        g_assert_cmpint(drv->volume_init(fx->pool, &clash, &fx->err), ==, -1);
+        tu_assert_error(&fx->err, SE_INVALID_ARGUMENT, "appvms/work/private-cow", "appvms/work/private", NULL);
+        g_free(clash.vid);
 
         VolumeSpec nameless = { .vm = "work" };
         g_assert_cmpint(drv->volume_init(fx->pool, &nameless, &fx->err), ==, -1);
