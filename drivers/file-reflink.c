@@ -137,11 +137,16 @@ static int prune_revisions(const Paths *p, int keep, StorageError *err) {
         return 0;
 }
 
-/* Makes `from` the new clean image, keeping the old one as a revision. */
-static int commit(const VolumeSpec *v, const Paths *p, const char *from, StorageError *err) {
+/* Keeps the clean image as a revision (when revisions are kept) and prunes. */
+static int rotate_revisions(const VolumeSpec *v, const Paths *p, StorageError *err) {
         if (v->revisions_to_keep > 0 && add_revision(p, err) < 0)
                 return -1;
-        if (prune_revisions(p, v->revisions_to_keep, err) < 0)
+        return prune_revisions(p, v->revisions_to_keep, err);
+}
+
+/* Makes `from` the new clean image, keeping the old one as a revision. */
+static int commit(const VolumeSpec *v, const Paths *p, const char *from, StorageError *err) {
+        if (rotate_revisions(v, p, err) < 0)
                 return -1;
         int fd = open(from, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -153,6 +158,15 @@ static int commit(const VolumeSpec *v, const Paths *p, const char *from, Storage
                 return se_errno(err, e, "Cannot flush %s of volume %s", from, v->vid);
         test_seam_pause("reflink-commit-before-rename");
         return fo_rename(from, p->clean, err);
+}
+
+/* Like commit, for a file a client may still hold open: the clean image
+ * becomes a fresh reflink (or copy) of it and `from` is unlinked, so nothing
+ * written through the client's fd later reaches any image. */
+static int commit_copy(const VolumeSpec *v, const Paths *p, const char *from, StorageError *err) {
+        if (rotate_revisions(v, p, err) < 0 || fo_copy(from, p->clean, NULL, err) < 0)
+                return -1;
+        return fo_remove(from, err);
 }
 
 /* ---- clean-up of every file a vid owns ---- */
@@ -431,7 +445,9 @@ static int reflink_volume_import_end(void *pool, VolumeSpec *v, bool success, bo
                 int r = fo_stat(p.import, &st, err);
                 if (r == 0)
                         return se_set(err, SE_FAILED, "Volume %s: the staged import %s is gone", v->vid, p.import);
-                if (r < 0 || commit(v, &p, p.import, err) < 0) {
+                if (r > 0)
+                        r = handed_out ? commit_copy(v, &p, p.import, err) : commit(v, &p, p.import, err);
+                if (r < 0) {
                         fo_remove(p.import, NULL);
                         return -1;
                 }

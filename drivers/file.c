@@ -404,29 +404,37 @@ static int file_volume_import_begin(void *pool, VolumeSpec *v, uint64_t size, ch
         return check_result(v, import_begin(pool, v, size, path, err), err);
 }
 
-/* The staged image replaces the image (the service flushed it). */
-static int import_commit(VolumeSpec *v, const Files *f, StorageError *err) {
+/* The staged image replaces the image (the service flushed it). When the
+ * staging file was handed to a client, that client may still write through
+ * its fd: the image becomes a new file with a copy of the data (a reflink
+ * where the filesystem makes one), never the inode the client holds. */
+static int import_commit(VolumeSpec *v, const Files *f, bool handed_out, StorageError *err) {
         struct stat st;
         int r = fo_stat(f->import, &st, err);
         if (r == 0)
                 return se_set(err, SE_FAILED, "No import in progress on volume %s", v->vid);
-        if (r < 0 || fo_rename(f->import, f->img, err) < 0)
+        if (r < 0)
+                return -1;
+        if (handed_out) {
+                if (fo_copy(f->import, f->img, NULL, err) < 0 || fo_remove(f->import, err) < 0)
+                        return -1;
+        } else if (fo_rename(f->import, f->img, err) < 0)
                 return -1;
         v->size = (uint64_t) st.st_size;
         return 0;
 }
 
-static int import_end(const FilePool *p, VolumeSpec *v, bool success, StorageError *err) {
+static int import_end(const FilePool *p, VolumeSpec *v, bool success, bool handed_out, StorageError *err) {
         g_auto(Files) f = { 0 };
         if (files_get(p, v, &f, err) < 0)
                 return -1;
         if (success)
-                return import_commit(v, &f, err);
+                return import_commit(v, &f, handed_out, err);
         return fo_remove(f.import, err);
 }
 
 static int file_volume_import_end(void *pool, VolumeSpec *v, bool success, bool handed_out, StorageError *err) {
-        return check_result(v, import_end(pool, v, success, err), err);
+        return check_result(v, import_end(pool, v, success, handed_out, err), err);
 }
 
 /* The live image: the file driver makes no stable copy. */
