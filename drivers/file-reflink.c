@@ -164,7 +164,10 @@ static int commit(const VolumeSpec *v, const Paths *p, const char *from, Storage
  * becomes a fresh reflink (or copy) of it and `from` is unlinked, so nothing
  * written through the client's fd later reaches any image. */
 static int commit_copy(const VolumeSpec *v, const Paths *p, const char *from, StorageError *err) {
-        if (rotate_revisions(v, p, err) < 0 || fo_copy(from, p->clean, NULL, err) < 0)
+        if (rotate_revisions(v, p, err) < 0)
+                return -1;
+        test_seam_pause("reflink-commit-before-rename");
+        if (fo_copy(from, p->clean, NULL, err) < 0)
                 return -1;
         return fo_remove(from, err);
 }
@@ -193,12 +196,16 @@ static bool start_leftover(const Paths *p, const char *entry) {
         return doomed;
 }
 
-/* Export views live as long as the service that handed them out. */
-static bool export_leftover(const Paths *p, const char *entry) {
+/* At service start: export views live as long as the service that handed
+ * them out, staging and temp files as long as the operation that made
+ * them; a probe file of an earlier version's Export is nobody's. */
+static bool restart_leftover(const Paths *p, const char *entry) {
+        if (fl_is_probe_temp(entry))
+                return true;
         FlEntry e;
         if (!own_entry(p, entry, &e))
                 return false;
-        bool doomed = e.kind == FL_EXPORT;
+        bool doomed = e.temp || e.kind == FL_EXPORT || e.kind == FL_IMPORT;
         fl_entry_clear(&e);
         return doomed;
 }
@@ -222,23 +229,30 @@ static int remove_all_images(const Paths *p, StorageError *err) {
 
 /* ---- pool ---- */
 
+/* Two unnamed files (O_TMPFILE) where the filesystem has them, so a kill
+ * leaves nothing; else named temporary files, unlinked at once. */
+static int probe_file(const char *dir) {
+        int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd >= 0 || (errno != EISDIR && errno != EOPNOTSUPP && errno != EINVAL))
+                return fd < 0 ? -errno : fd;
+        g_autofree char *name = g_build_filename(dir, ".reflink-probe~XXXXXX", NULL);
+        fd = mkostemp(name, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        unlink(name);
+        return fd;
+}
+
 int reflink_probe(const char *dir) {
-        g_autofree char *a = g_build_filename(dir, ".reflink-probe~XXXXXX", NULL);
-        g_autofree char *b = g_build_filename(dir, ".reflink-probe~XXXXXX", NULL);
-        int fa = mkostemp(a, O_CLOEXEC), fb = -1, r = -errno;
-        if (fa >= 0) {
-                unlink(a);
-                fb = mkostemp(b, O_CLOEXEC);
-                r = fb < 0 ? -errno : 0;
-        }
+        int fa = probe_file(dir);
+        if (fa < 0)
+                return fa;
+        int fb = probe_file(dir), r = fb;
         if (fb >= 0) {
-                unlink(b);
                 r = write(fa, "qubes-storaged", 14) == 14 ? -fo_ficlone(fb, fa) : -errno;
-        }
-        if (fa >= 0)
-                close(fa);
-        if (fb >= 0)
                 close(fb);
+        }
+        close(fa);
         return r;
 }
 
@@ -473,20 +487,28 @@ static int reflink_volume_export(void *pool, VolumeSpec *v, char **path, bool *s
         if (r < 0)
                 return -1;
         /* a reflink copy is a stable view; a full copy would be too costly:
-         * then hand out the clean image and let the service guard it */
-        if (reflink_probe(p.dir) < 0) {
+         * where FICLONE is refused, hand out the clean image and let the
+         * service guard it (no probe file: the clone is the probe) */
+        int src = open(p.clean, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (src < 0)
+                return se_errno(err, errno, "Cannot open %s to export volume %s", p.clean, v->vid);
+        g_autofree char *copy = g_strdup_printf("%s" EXPORT_SUFFIX "XXXXXX", p.base);
+        int fd = mkostemp(copy, O_CLOEXEC);
+        if (fd < 0) {
+                int e = errno;
+                close(src);
+                return se_errno(err, e, "Cannot export volume %s", v->vid);
+        }
+        int e = fo_ficlone(fd, src);
+        close(fd);
+        close(src);
+        if (e != 0) {
+                fo_remove(copy, NULL);
+                if (!fo_ficlone_may_fall_back(e))
+                        return se_errno(err, e, "Cannot reflink %s to export volume %s", p.clean, v->vid);
                 *path = g_strdup(p.clean);
                 *stable = false;
                 return 0;
-        }
-        g_autofree char *copy = g_strdup_printf("%s" EXPORT_SUFFIX "XXXXXX", p.base);
-        int fd = mkostemp(copy, O_CLOEXEC);
-        if (fd < 0)
-                return se_errno(err, errno, "Cannot export volume %s", v->vid);
-        close(fd);
-        if (fo_copy(p.clean, copy, NULL, err) < 0) {
-                fo_remove(copy, NULL);
-                return -1;
         }
         *path = g_steal_pointer(&copy);
         *stable = true;
@@ -504,7 +526,7 @@ static int reflink_volume_export_end(void *pool, VolumeSpec *v, const char *path
 static int reflink_volume_cleanup(void *pool, VolumeSpec *v, StorageError *err) {
         g_auto(Paths) p = { 0 };
         paths_get(pool, v->vid, &p);
-        return remove_matching(&p, export_leftover, err);
+        return remove_matching(&p, restart_leftover, err);
 }
 
 static int reflink_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out, StorageError *err) {

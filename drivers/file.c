@@ -40,6 +40,8 @@ typedef struct Files {
         char *src_img;    /* snapshot volumes: the source's image and CoW file */
         char *src_cow;
         const char *main; /* where the data lives: img, or src_img for a snapshot */
+        char *dir;        /* the VM directory holding the volume's files */
+        char *name;       /* the volume name: what its file names start with */
 } Files;
 
 static void files_clear(Files *f) {
@@ -49,6 +51,8 @@ static void files_clear(Files *f) {
         g_free(f->import);
         g_free(f->src_img);
         g_free(f->src_cow);
+        g_free(f->dir);
+        g_free(f->name);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Files, files_clear)
@@ -69,6 +73,8 @@ static int files_get(const FilePool *p, const VolumeSpec *v, Files *f, StorageEr
         f->old = g_strconcat(f->cow, ".old", NULL);
         f->import = g_strconcat(base, "-import.img", NULL);
         f->main = f->img;
+        f->dir = g_path_get_dirname(base);
+        f->name = g_path_get_basename(base);
         if (kind_of(v) != KIND_SNAPSHOT)
                 return 0;
         const char *src = source_vid(v);
@@ -119,26 +125,36 @@ static int ensure_sparse(const char *path, uint64_t size, StorageError *err) {
         return fo_sparse_create(path, size, FO_NO_REPLACE, err) < 0 ? -1 : 0;
 }
 
-static int remove_temps_of(const char *const *paths, size_t n, StorageError *err) {
-        for (size_t i = 0; i < n; i++)
-                if (fo_remove_temps(paths[i], err) < 0)
-                        return -1;
-        return 0;
+typedef struct Leftovers {
+        const char *name;
+        bool all;         /* every file of the volume, else only what a crash leaves */
+} Leftovers;
+
+/* One of the volume's files that the caller throws away: temporary files
+ * and the staged import (a crash's leftovers), or everything. */
+static bool is_leftover(const char *entry, void *userdata) {
+        const Leftovers *l = userdata;
+        FlEntry e;
+        if (!fl_owned_by(entry, l->name, &e))
+                return false;
+        bool doomed = l->all || e.temp || e.kind == FL_IMPORT;
+        fl_entry_clear(&e);
+        return doomed;
 }
 
-/* Deletes the temporary files a crash may have left beside the own files. */
-static int remove_own_temps(const Files *f, StorageError *err) {
-        const char *own[] = { f->img, f->cow, f->old, f->import };
-        return remove_temps_of(own, G_N_ELEMENTS(own), err);
+/* Deletes what a crash may have left of the volume: its temporary files
+ * (creations that never replace are unnamed until done, so every
+ * temporary file of the volume's names is its own) and an unfinished
+ * import. Exactly the volume's own names: "root-x" beside "root" stays. */
+static int remove_leftovers(const Files *f, StorageError *err) {
+        Leftovers l = { f->name, false };
+        return fo_remove_matching(f->dir, is_leftover, &l, err);
 }
 
-/* The same, at start, for the files no other volume writes: an origin's
- * CoW file is also made by its snapshots when they start, so a temporary
- * file beside it may be one of theirs, in use. */
-static int remove_start_temps(const VolumeSpec *v, const Files *f, StorageError *err) {
-        const char *own[] = { f->img, f->old, f->import, f->cow };
-        size_t n = G_N_ELEMENTS(own) - (kind_of(v) == KIND_ORIGIN);
-        return remove_temps_of(own, n, err);
+/* Deletes every file of the volume. */
+static int remove_all_files(const Files *f, StorageError *err) {
+        Leftovers l = { f->name, true };
+        return fo_remove_matching(f->dir, is_leftover, &l, err);
 }
 
 /* The directory holding the volume's files (the VM's), or NULL when that is
@@ -210,21 +226,22 @@ static int file_volume_init(void *pool, VolumeSpec *v, StorageError *err) {
         return 0;
 }
 
+/* The service creates a vid only when no volume of the pool has it, so
+ * whatever files of the vid exist are leftovers (a crash during an earlier
+ * create, or after the record of a Remove was dropped): they are replaced. */
 static int create(const FilePool *p, const VolumeSpec *v, StorageError *err) {
         g_auto(Files) f = { 0 };
         if (files_get(p, v, &f, err) < 0)
                 return -1;
+        if (kind_of(v) != KIND_SNAPSHOT && v->size == 0)
+                return se_set(err, SE_INVALID_ARGUMENT, "Cannot create volume %s of size 0", v->vid);
+        if (remove_all_files(&f, err) < 0)
+                return -1;
         if (kind_of(v) == KIND_SNAPSHOT)
                 return 0;
-        if (v->size == 0)
-                return se_set(err, SE_INVALID_ARGUMENT, "Cannot create volume %s of size 0", v->vid);
-        if (remove_own_temps(&f, err) < 0)
-                return -1;
         g_autofree char *vm_dir = vm_dir_of(p, &f);
         bool had_vm_dir = !vm_dir || g_file_test(vm_dir, G_FILE_TEST_IS_DIR);
-        int r = fo_sparse_create(f.img, v->size, FO_NO_REPLACE, err);
-        if (r > 0)
-                return se_set(err, SE_ALREADY_EXISTS, "Volume %s already exists: %s", v->vid, f.img);
+        int r = fo_sparse_create(f.img, v->size, FO_REPLACE, err);
         if (r < 0 && !had_vm_dir) {
                 /* Leave the disk as it was: drop the directory made for it. */
                 StorageError ignored = STORAGE_ERROR_INIT;
@@ -238,21 +255,12 @@ static int file_volume_create(void *pool, VolumeSpec *v, StorageError *err) {
         return check_result(v, create(pool, v, err), err);
 }
 
-/* Removes every file of the volume, then its VM directory if that is now
- * empty. A snapshot owns only its CoW file: its source's files, and whatever
- * else lies in the directory, stay. */
+/* Removes every file of the volume (its own names only: a snapshot's
+ * source keeps its files), then its VM directory if that is now empty. */
 static int remove_volume(const FilePool *p, const VolumeSpec *v, StorageError *err) {
         g_auto(Files) f = { 0 };
-        if (files_get(p, v, &f, err) < 0 || remove_own_temps(&f, err) < 0)
+        if (files_get(p, v, &f, err) < 0 || remove_all_files(&f, err) < 0)
                 return -1;
-        const char *origin[] = { f.img, f.cow, f.old, f.import };
-        const char *snapshot[] = { f.cow };
-        bool snap = kind_of(v) == KIND_SNAPSHOT;
-        const char *const *own = snap ? snapshot : origin;
-        size_t n = snap ? G_N_ELEMENTS(snapshot) : G_N_ELEMENTS(origin);
-        for (size_t i = 0; i < n; i++)
-                if (fo_remove(own[i], err) < 0)
-                        return -1;
         g_autofree char *vm_dir = vm_dir_of(p, &f);
         return vm_dir ? fo_rmdir_if_empty(vm_dir, err) : 0;
 }
@@ -282,7 +290,7 @@ static int start_origin(const VolumeSpec *v, const Files *f, StorageError *err) 
 
 static int start(const FilePool *p, const VolumeSpec *v, StorageError *err) {
         g_auto(Files) f = { 0 };
-        if (files_get(p, v, &f, err) < 0 || remove_start_temps(v, &f, err) < 0)
+        if (files_get(p, v, &f, err) < 0 || remove_leftovers(&f, err) < 0)
                 return -1;
         switch (kind_of(v)) {
         case KIND_SNAPSHOT:
@@ -310,6 +318,10 @@ static int commit(VolumeSpec *v, const Files *f, StorageError *err) {
         bool keep = v->revisions_to_keep > 0;
         int has_cow = fo_stat(f->cow, &st, err);
         if (has_cow < 0 || current_size(v, f, &size, err) < 0)
+                return -1;
+        /* what the VM wrote is on disk before the revision that the CoW file
+         * holds is named: the two always belong together */
+        if (fo_fsync_file(f->img, err) < 0 || (has_cow && fo_fsync_file(f->cow, err) < 0))
                 return -1;
         if (has_cow && keep && fo_rename(f->cow, f->old, err) < 0)
                 return -1;
@@ -548,6 +560,14 @@ static int file_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out, S
         return check_result(v, r, err);
 }
 
+/* At service start no operation runs: whatever a crash left goes. */
+static int file_volume_cleanup(void *pool, VolumeSpec *v, StorageError *err) {
+        g_auto(Files) f = { 0 };
+        if (files_get(pool, v, &f, err) < 0)
+                return failed_for(v, err);
+        return check_result(v, remove_leftovers(&f, err), err);
+}
+
 static const char *const file_params[] = { "revisions_to_keep", "dir_path", NULL };
 
 const Driver driver_file = {
@@ -575,4 +595,5 @@ const Driver driver_file = {
         .volume_import_clone = NULL,
         .volume_export = file_volume_export,
         .volume_export_end = file_volume_export_end,
+        .volume_cleanup = file_volume_cleanup,
 };

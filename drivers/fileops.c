@@ -127,6 +127,22 @@ int fo_remove_temps(const char *path, StorageError *err) {
         return removed ? fo_fsync_dir(dir, err) : 0;
 }
 
+int fo_remove_matching(const char *dir, FoMatchFunc match, void *userdata, StorageError *err) {
+        _cleanup_dir_ DIR *d = opendir(dir);
+        if (!d)
+                return errno == ENOENT ? 0 : se_errno(err, errno, "Cannot list directory %s", dir);
+        bool removed = false;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || !match(e->d_name, userdata))
+                        continue;
+                if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT)
+                        return se_errno(err, errno, "Cannot remove %s/%s", dir, e->d_name);
+                removed = true;
+        }
+        return removed ? fo_fsync_dir(dir, err) : 0;
+}
+
 int fo_stat(const char *path, struct stat *st, StorageError *err) {
         if (stat(path, st) == 0)
                 return 1;
@@ -140,6 +156,15 @@ int fo_allocated(const char *path, uint64_t *bytes, StorageError *err) {
         int r = fo_stat(path, &st, err);
         *bytes = r > 0 ? (uint64_t) st.st_blocks * 512 : 0;
         return r < 0 ? -1 : 0;
+}
+
+int fo_fsync_file(const char *path, StorageError *err) {
+        _cleanup_fd_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : se_errno(err, errno, "Cannot open %s", path);
+        if (fsync(fd) < 0)
+                return se_errno(err, errno, "Cannot sync %s", path);
+        return 0;
 }
 
 int fo_resize(const char *path, uint64_t size, StorageError *err) {
@@ -185,11 +210,52 @@ static int fill_and_flush(int fd, const char *path, FoFillFunc fill, void *userd
         return 0;
 }
 
+/* Links the unnamed file fd as path, never replacing: 0, 1 if path exists,
+ * -1 on error. */
+static int link_unnamed(int fd, const char *path, StorageError *err) {
+        if (linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH) == 0)
+                return 0;
+        if (errno == EEXIST)
+                return 1;
+        if (errno != ENOENT && errno != EPERM)
+                return se_errno(err, errno, "Cannot create %s", path);
+        /* without CAP_DAC_READ_SEARCH: through /proc */
+        char proc[64];
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0)
+                return 0;
+        return errno == EEXIST ? 1 : se_errno(err, errno, "Cannot create %s", path);
+}
+
+/* FO_NO_REPLACE with an unnamed file (O_TMPFILE): no temporary name exists
+ * at any time, so a crash leaves nothing and no other writer's temporary
+ * file is ever beside the target. Returns -2 when the filesystem has no
+ * O_TMPFILE. */
+static int fill_unnamed(const char *dir, const char *path, FoFillFunc fill, void *userdata, StorageError *err) {
+        int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return errno == EISDIR || errno == EOPNOTSUPP || errno == EINVAL
+                               ? -2
+                               : se_errno(err, errno, "Cannot create a file for %s", path);
+        int r = fill_and_flush(fd, path, fill, userdata, err);
+        if (r == 0)
+                r = link_unnamed(fd, path, err);
+        close(fd);
+        if (r != 0)
+                return r;
+        return fo_fsync_dir(dir, err);
+}
+
 int fo_atomic_fill(const char *path, FoCreateMode mode, FoFillFunc fill, void *userdata, StorageError *err) {
         g_autofree char *dir = g_path_get_dirname(path);
         g_autofree char *base = g_path_get_basename(path);
         if (fo_mkdir_p(dir, err) < 0)
                 return -1;
+        if (mode == FO_NO_REPLACE) {
+                int r = fill_unnamed(dir, path, fill, userdata, err);
+                if (r != -2)
+                        return r;
+        }
         g_autofree char *tmp = g_strdup_printf("%s/%s~XXXXXX", dir, base);
         int fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
@@ -256,7 +322,7 @@ int fo_ficlone(int dst, int src) {
         return ioctl(dst, FICLONE, src) == 0 ? 0 : errno;
 }
 
-static bool ficlone_may_fall_back(int e) {
+bool fo_ficlone_may_fall_back(int e) {
         return e == EBADF || e == EINVAL || e == EOPNOTSUPP || e == EXDEV;
 }
 
@@ -354,7 +420,7 @@ static int fill_copy(int fd, const char *path, void *userdata, StorageError *err
                 c->reflinked = true;
                 return 0;
         }
-        if (!ficlone_may_fall_back(e))
+        if (!fo_ficlone_may_fall_back(e))
                 return se_errno(err, e, "Cannot reflink %s to %s", c->src_path, c->dst_path);
         return sparse_copy(c, err);
 }

@@ -34,6 +34,9 @@ int fo_rename(const char *from, const char *to, StorageError *err);
 int fo_rmdir_if_empty(const char *dir, StorageError *err);
 /* Deletes the temporary files "<basename of path>~*" left by a crash. */
 int fo_remove_temps(const char *path, StorageError *err);
+/* Deletes every entry of dir (files only) for which match() says true. */
+typedef bool (*FoMatchFunc)(const char *entry, void *userdata);
+int fo_remove_matching(const char *dir, FoMatchFunc match, void *userdata, StorageError *err);
 
 typedef enum FoCreateMode {
         FO_REPLACE,     /* an existing file is replaced */
@@ -45,7 +48,9 @@ typedef enum FoCreateMode {
 typedef int (*FoFillFunc)(int fd, const char *path, void *userdata, StorageError *err);
 
 /* Creates the parent directories, makes the temporary file, fills it,
- * fdatasyncs it and renames it onto path. Returns 0 when path now holds the new
+ * fdatasyncs it and renames it onto path (FO_NO_REPLACE: an unnamed O_TMPFILE
+ * file linked as path, where the filesystem has them, so no temporary name
+ * ever exists). Returns 0 when path now holds the new
  * data, 1 when mode is FO_NO_REPLACE and path already existed (nothing
  * changed), -1 on error. The temporary file never survives the call. */
 int fo_atomic_fill(const char *path, FoCreateMode mode, FoFillFunc fill, void *userdata, StorageError *err);
@@ -53,6 +58,8 @@ int fo_atomic_write(const char *path, const void *data, size_t len, StorageError
 /* A sparse file of size bytes; same return values as fo_atomic_fill. */
 int fo_sparse_create(const char *path, uint64_t size, FoCreateMode mode, StorageError *err);
 
+/* fsync of a file's data and metadata; a missing file is fine. */
+int fo_fsync_file(const char *path, StorageError *err);
 /* Truncates an existing file (never creates one) and fsyncs it. */
 int fo_resize(const char *path, uint64_t size, StorageError *err);
 /* Tells every loop device backed by path to re-read its size. */
@@ -70,6 +77,9 @@ int fo_allocated(const char *path, uint64_t *bytes, StorageError *err);
 /* One FICLONE of src onto dst (honouring the test seam): 0 when dst is now a
  * reflink of src, else the errno. */
 int fo_ficlone(int dst, int src);
+/* Whether a FICLONE errno means "no reflinks here" (EBADF, EINVAL,
+ * EOPNOTSUPP, EXDEV), where a copy may stand in; any other errno is a failure. */
+bool fo_ficlone_may_fall_back(int e);
 
 /* Atomically replaces dst by a copy of src: a reflink (FICLONE) when the
  * filesystem makes one; only when FICLONE fails with EBADF, EINVAL, EOPNOTSUPP

@@ -160,14 +160,30 @@ static void op_work(Task *t) {
 
         if (op->kind != VOP_QUERY)
                 test_seam_slow(op->spec->vid);
+        /* Remove and a first Start write the record before the storage
+         * changes: a record that cannot be written changes nothing, and a
+         * crash in between leaves what the next run recovers (a vid whose
+         * leftovers the next Create replaces; a volume started by an earlier
+         * run, which its next Start recovers). */
+        bool recorded = false;
+        if (!v->discovered && (op->kind == VOP_REMOVE || (op->kind == VOP_START && !op->started))) {
+                int w = op->kind == VOP_REMOVE
+                                ? store_remove_volume(model_state_dir, v->pool->name, op->spec->vid, &serr)
+                                : store_save_volume(model_state_dir, v->pool->name, op->spec, true, &serr);
+                if (w < 0) {
+                        se_move(&op->err, &serr);
+                        d->volume_query(v->pool->drv, op->spec, &op->info, NULL);
+                        return;
+                }
+                recorded = true;
+        }
         int r = run_driver(op);
 
-        if (r >= 0 && op->kind == VOP_REMOVE) {
-                if (store_remove_volume(model_state_dir, v->pool->name, op->spec->vid, &serr) < 0)
-                        se_move(&op->err, &serr);
+        if (r < 0 && recorded) /* the volume is as it was: so is its record */
+                store_save_volume(model_state_dir, v->pool->name, op->spec, op->started, NULL);
+        if (op->kind == VOP_REMOVE && r >= 0)
                 return;
-        }
-        if (r >= 0 && op_persists(op->kind) && !v->discovered &&
+        if (r >= 0 && op_persists(op->kind) && !v->discovered && !recorded &&
             store_save_volume(model_state_dir, v->pool->name, op->spec, op->started, &serr) < 0) {
                 if (op->kind == VOP_CREATE)
                         d->volume_remove(v->pool->drv, op->spec, NULL);

@@ -1,0 +1,227 @@
+"""Crash leftovers never block a user: what a kill leaves in a file or
+file-reflink pool (an orphan image of a CreateVolume, a staged import, temp
+files of a Start or Stop, export views, probe files) is replaced by the next
+CreateVolume of that vid and removed by the next Start and at service start;
+a kill inside Remove leaves the volume either fully there or gone; a Start
+whose state record cannot be written leaves no running image.
+
+Leftovers are made as a kill leaves them (the files, behind the service's
+back), or by SIGKILL of the service at a chosen system call (strace --inject).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'reflink'))
+
+from reflinktest import MiB, ReflinkTestCase, main, volume_path  # noqa: E402
+
+
+def make_file(path, data=b'leftover'):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'wb') as f:
+        f.write(data)
+
+
+def read_at(path, off, n):
+    with open(path, 'rb') as f:
+        f.seek(off)
+        return f.read(n)
+
+
+class LeftoversMixin:
+    """Tests for one driver; self.D is the pool directory, self.P its name."""
+
+    driver = None
+
+    def setUp(self):
+        super().setUp()
+        self.P = 'lp'
+        if self.driver == 'file':
+            self.D = os.path.join(self.pools_dir, 'lp')
+            self.add_file_pool(self.P, dir_path=self.D)
+        else:
+            self.D = os.path.join(self.mount('btrfs', size=512 * MiB), 'pool')
+            self.add_reflink_pool(self.P, self.D)
+
+    def f(self, vid, ending):
+        return os.path.join(self.D, vid + ending)
+
+    def leftovers(self, vid):
+        """What a kill leaves beside a volume's files: temp files of every
+        kind, a staged import, an export view and a probe file."""
+        endings = ['.img~Ab12Cd', '-import.img', '-import.img~Zz99Yy']
+        endings += ['-cow.img~Qq11Ww', '-cow.img.old~Ee22Rr'] if self.driver == 'file' else \
+            ['-dirty.img~Tt33Yy', '.img@export-Uu44Ii', '.img@export-Oo55Pp~Aa66Ss']
+        paths = [self.f(vid, e) for e in endings]
+        if self.driver == 'file-reflink':
+            paths.append(os.path.join(os.path.dirname(self.f(vid, '')), '.reflink-probe~Gg77Hh'))
+        for p in paths:
+            make_file(p)
+        return paths
+
+    def assertGone(self, paths, what):
+        left = [p for p in paths if os.path.lexists(p)]
+        self.assertEqual(left, [], f'{what}: leftovers still there')
+
+    def origin(self, name='private', vm='work', size=MiB):
+        vpath = self.create_volume(self.P, dict(name=name, vm=vm, size=size, rw=True, save_on_stop=True))
+        return vpath, f'appvms/{vm}/{name}'
+
+    # ---- CreateVolume ----------------------------------------------------------
+
+    def test_create_replaces_orphan_files_of_its_vid(self):
+        vid = 'appvms/work/private'
+        # a CreateVolume killed after the image was made, before the record
+        make_file(self.f(vid, '.img'), b'orphan data' * 1000)
+        extra = [p for p in self.leftovers(vid) if 'reflink-probe' not in p]
+        neighbour = self.f('appvms/work/private-x', '.img')
+        make_file(neighbour, b'not a leftover of private')
+        vpath, _ = self.origin(size=2 * MiB)
+        self.assertEqual(vpath, volume_path(self.P, vid))
+        img = self.f(vid, '.img')
+        self.assertEqual(os.path.getsize(img), 2 * MiB)
+        self.assertEqual(read_at(img, 0, 11), bytes(11), 'the new volume holds the orphan data')
+        self.assertGone(extra, 'CreateVolume')
+        self.assertEqual(read_at(neighbour, 0, 9), b'not a lef')
+        self.start(vpath)
+        self.stop(vpath)
+
+    # ---- Start -------------------------------------------------------------------
+
+    def test_start_removes_leftovers(self):
+        vpath, vid = self.origin()
+        extra = self.leftovers(vid)
+        probe = [p for p in extra if 'reflink-probe' in p]
+        self.start(vpath)
+        self.assertGone([p for p in extra if p not in probe and '@export-' not in p], 'Start')
+        self.stop(vpath)
+        self.restart_service()
+        self.assertGone(extra, 'service start')
+
+    # ---- service start -----------------------------------------------------------
+
+    def test_service_start_removes_leftovers(self):
+        vpath, vid = self.origin()
+        snap = self.create_volume(self.P, dict(name='root', vm='app', size=MiB, snap_on_start=True,
+                                               source=vid))
+        self.stop_service()
+        extra = self.leftovers(vid) + self.leftovers('appvms/app/root')
+        self.start_service()
+        self.assertGone(extra, 'service start')
+        self.assertEqual(self.vprop(vpath, 'IsDirty'), False)
+        self.start(snap)
+        self.stop(snap)
+
+    # ---- Remove ------------------------------------------------------------------
+
+    def kill_at_unlink_of(self, path, call):
+        """Runs call() with the service killed (SIGKILL, by strace) at its first
+        unlink of path; waits until the service is gone."""
+        if not shutil.which('strace'):
+            self.fail('strace is missing: apt-get install strace')
+        pid = self.service.proc.pid
+        st = subprocess.Popen(['strace', '-f', '-qq', '-o', '/dev/null', '-p', str(pid), '-P', path,
+                               '-P', os.path.basename(path),
+                               '-e', 'trace=unlink,unlinkat', '-e', 'inject=unlink,unlinkat:signal=KILL'],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.addCleanup(lambda: st.poll() is None and st.kill())
+        deadline = time.monotonic() + 30
+        while True:
+            with open(f'/proc/{pid}/status') as fh:
+                if any(line.startswith('TracerPid:') and line.split()[1] != '0' for line in fh):
+                    break
+            if st.poll() is not None or time.monotonic() > deadline:
+                self.fail(f'strace did not attach: {st.stderr.read().decode(errors="replace")}')
+            time.sleep(0.02)
+        try:
+            call()
+        except Exception:  # noqa: BLE001 - the call dies with the service
+            pass
+        self.service.proc.wait(60)
+        st.wait(60)
+        st.stderr.close()
+        self.service._log.close()
+        self.service.proc = None
+        while self._name_has_owner():
+            time.sleep(0.02)
+
+    def test_remove_killed_is_there_or_gone(self):
+        second = '-cow.img' if self.driver == 'file' else '.img.1@'
+        for name, victim in (('va', '.img'), ('vb', second)):
+            with self.subTest(killed_at=victim):
+                vpath, vid = self.origin(name=name)
+                self.start(vpath)
+                self.stop(vpath)
+                files = sorted(os.listdir(os.path.dirname(self.f(vid, ''))))
+                target = [os.path.join(os.path.dirname(self.f(vid, '')), x) for x in files
+                          if x.startswith(name + victim)]
+                self.assertTrue(target, f'no file {name}{victim}* in {files}')
+                self.kill_at_unlink_of(target[0], lambda: self.remove(vpath))
+                self.start_service()
+                listed = [v for v, _ in self.list_volumes(self.P)]
+                if vid in listed:
+                    # fully there: it verifies, starts and stops
+                    self.assertTrue(os.path.exists(self.f(vid, '.img')), f'{vid} is listed but has no image')
+                    self.verify(vpath)
+                    self.start(vpath)
+                    self.stop(vpath)
+                    self.remove(vpath)
+                # gone: the vid can be created again
+                vpath, _ = self.origin(name=name)
+                self.start(vpath)
+                self.stop(vpath)
+                self.remove(vpath)
+                self.assertEqual([v for v, _ in self.list_volumes(self.P)], [])
+
+
+class CrashLeftoversFile(LeftoversMixin, ReflinkTestCase):
+    driver = 'file'
+
+
+class CrashLeftoversReflink(LeftoversMixin, ReflinkTestCase):
+    driver = 'file-reflink'
+
+    def test_failed_start_leaves_no_running_image(self):
+        vpath, vid = self.origin()
+        # the state directory cannot take the record of the started volume
+        self.stop_service()
+        state = self.state_dir
+        shutil.move(state, state + '.real')
+        os.makedirs(state)
+        subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', state], check=True)
+        self.addCleanup(subprocess.run, ['umount', '-l', state])
+        for name in os.listdir(state + '.real'):
+            src = os.path.join(state + '.real', name)
+            (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, os.path.join(state, name))
+        self.start_service()
+        fd = os.open(os.path.join(state, 'filler'), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b'x' * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        try:
+            self.start(vpath)
+            started = True
+        except Exception:  # noqa: BLE001 - a full state dir makes Start fail
+            started = False
+        if not started:
+            self.assertFalse(os.path.exists(self.f(vid, '-dirty.img')), 'a failed Start left a running image')
+            self.assertEqual(self.vprop(vpath, 'IsDirty'), False)
+            self.assertEqual(self.vprop(vpath, 'Started'), False)
+        os.unlink(os.path.join(state, 'filler'))
+        self.assertFalse(started, 'Start succeeded although its state record could not be written')
+        # once there is room again, everything works
+        self.start(vpath)
+        self.stop(vpath)
+
+
+if __name__ == '__main__':
+    main()
