@@ -23,40 +23,59 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#define EXPORT_SUFFIX ".img@export-"
-
 typedef struct ReflinkPool {
         char *dir;
         bool setup_check;
 } ReflinkPool;
 
 typedef struct Paths {
-        char *base;    /* P */
-        char *clean;
+        FoDir d;       /* the VM directory, opened below the pool without following links */
+        char *name;    /* the volume name: what its file names start with */
+        char *clean;   /* file names in d */
         char *dirty;
         char *import;
-        char *dir;     /* the directory of P */
-        char *name;    /* basename of P */
+        char *clean_path; /* full paths, for messages and what is handed out */
+        char *dirty_path;
+        char *import_path;
 } Paths;
 
+#define PATHS_INIT { .d = FO_DIR_INIT }
+
 static void paths_clear(Paths *p) {
-        g_free(p->base);
+        fo_dir_close(&p->d);
+        g_free(p->name);
         g_free(p->clean);
         g_free(p->dirty);
         g_free(p->import);
-        g_free(p->dir);
-        g_free(p->name);
+        g_free(p->clean_path);
+        g_free(p->dirty_path);
+        g_free(p->import_path);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Paths, paths_clear)
 
-static void paths_get(const ReflinkPool *pool, const char *vid, Paths *p) {
-        p->base = g_build_filename(pool->dir, vid, NULL);
-        p->clean = g_strconcat(p->base, ".img", NULL);
-        p->dirty = g_strconcat(p->base, "-dirty.img", NULL);
-        p->import = g_strconcat(p->base, "-import.img", NULL);
-        p->dir = g_path_get_dirname(p->base);
-        p->name = g_path_get_basename(p->base);
+/* Opens the volume's directory (made when create) and names its files. The
+ * vid is checked again on every call: no file outside the layout is touched. */
+static int paths_get(const ReflinkPool *pool, const char *vid, bool create, Paths *p, StorageError *err) {
+        p->d = (FoDir) FO_DIR_INIT;
+        if (fl_check_vid(vid, err) < 0)
+                return -1;
+        g_autofree char *vm_dir = NULL;
+        fl_split_vid(vid, &vm_dir, &p->name);
+        if (fo_dir_open(&p->d, pool->dir, vm_dir, create, err) < 0)
+                return -1;
+        p->clean = fl_file_name(p->name, FL_IMAGE);
+        p->dirty = fl_file_name(p->name, FL_DIRTY);
+        p->import = fl_file_name(p->name, FL_IMPORT);
+        p->clean_path = fo_dir_file(&p->d, p->clean);
+        p->dirty_path = fo_dir_file(&p->d, p->dirty);
+        p->import_path = fo_dir_file(&p->d, p->import);
+        return 0;
+}
+
+static int exists(const Paths *p, const char *name, StorageError *err) {
+        struct stat st;
+        return fo_stat_at(&p->d, name, &st, err);
 }
 
 static bool is_origin(const VolumeSpec *v) {
@@ -71,7 +90,7 @@ static bool is_snapshot(const VolumeSpec *v) {
 
 typedef struct Rev {
         long n;
-        char *file;  /* full path */
+        char *file;  /* name in the volume's directory */
         char *stamp; /* ISO timestamp as in the name */
 } Rev;
 
@@ -95,7 +114,7 @@ static Rev *parse_rev(const Paths *p, const char *entry) {
         if (e.kind == FL_REVISION && !e.temp) {
                 r = g_new0(Rev, 1);
                 r->n = e.revision;
-                r->file = g_build_filename(p->dir, entry, NULL);
+                r->file = g_strdup(entry);
                 r->stamp = g_strdup(e.stamp);
         }
         fl_entry_clear(&e);
@@ -105,10 +124,9 @@ static Rev *parse_rev(const Paths *p, const char *entry) {
 /* Oldest first. */
 static GPtrArray *list_revisions(const Paths *p) {
         GPtrArray *revs = g_ptr_array_new_with_free_func((GDestroyNotify) rev_free);
-        g_autoptr(GDir) d = g_dir_open(p->dir, 0, NULL);
-        const char *entry;
-        while (d && (entry = g_dir_read_name(d))) {
-                Rev *r = parse_rev(p, entry);
+        g_autoptr(GPtrArray) names = fo_list_at(&p->d);
+        for (guint i = 0; i < names->len; i++) {
+                Rev *r = parse_rev(p, names->pdata[i]);
                 if (r)
                         g_ptr_array_add(revs, r);
         }
@@ -119,20 +137,20 @@ static GPtrArray *list_revisions(const Paths *p) {
 /* Copies clean to the next revision, stamped with clean's ctime. */
 static int add_revision(const Paths *p, StorageError *err) {
         struct stat st;
-        int r = fo_stat(p->clean, &st, err);
+        int r = fo_stat_at(&p->d, p->clean, &st, err);
         if (r <= 0)
                 return r;
         g_autoptr(GPtrArray) revs = list_revisions(p);
         long next = revs->len ? ((Rev *) revs->pdata[revs->len - 1])->n + 1 : 1;
         g_autofree char *stamp = fo_iso8601_utc(st.st_ctime);
-        g_autofree char *file = g_strdup_printf("%s.img.%ld@%s", p->base, next, stamp);
-        return fo_copy(p->clean, file, NULL, err);
+        g_autofree char *file = g_strdup_printf("%s.%ld@%s", p->clean, next, stamp);
+        return fo_copy_at(&p->d, p->clean, &p->d, file, NULL, err);
 }
 
 static int prune_revisions(const Paths *p, int keep, StorageError *err) {
         g_autoptr(GPtrArray) revs = list_revisions(p);
         for (guint i = 0; (int) (revs->len - i) > keep; i++)
-                if (fo_remove(((Rev *) revs->pdata[i])->file, err) < 0)
+                if (fo_remove_at(&p->d, ((Rev *) revs->pdata[i])->file, err) < 0)
                         return -1;
         return 0;
 }
@@ -144,20 +162,21 @@ static int rotate_revisions(const VolumeSpec *v, const Paths *p, StorageError *e
         return prune_revisions(p, v->revisions_to_keep, err);
 }
 
-/* Makes `from` the new clean image, keeping the old one as a revision. */
+/* Makes `from` (a file of the volume's directory) the new clean image,
+ * keeping the old one as a revision. */
 static int commit(const VolumeSpec *v, const Paths *p, const char *from, StorageError *err) {
         if (rotate_revisions(v, p, err) < 0)
                 return -1;
-        int fd = open(from, O_RDONLY | O_CLOEXEC);
+        int fd = fo_open_at(&p->d, from, O_RDONLY, err);
         if (fd < 0)
-                return se_errno(err, errno, "Cannot open %s to commit volume %s", from, v->vid);
+                return -1;
         int r = fsync(fd);
         int e = errno;
         close(fd);
         if (r < 0)
-                return se_errno(err, e, "Cannot flush %s of volume %s", from, v->vid);
+                return se_errno(err, e, "Cannot flush %s/%s of volume %s", p->d.path, from, v->vid);
         test_seam_pause("reflink-commit-before-rename");
-        return fo_rename(from, p->clean, err);
+        return fo_rename_at(&p->d, from, p->clean, err);
 }
 
 /* Like commit, for a file a client may still hold open: the clean image
@@ -167,64 +186,42 @@ static int commit_copy(const VolumeSpec *v, const Paths *p, const char *from, St
         if (rotate_revisions(v, p, err) < 0)
                 return -1;
         test_seam_pause("reflink-commit-before-rename");
-        if (fo_copy(from, p->clean, NULL, err) < 0)
+        if (fo_copy_at(&p->d, from, &p->d, p->clean, NULL, err) < 0)
                 return -1;
-        return fo_remove(from, err);
+        return fo_remove_at(&p->d, from, err);
 }
 
 /* ---- clean-up of every file a vid owns ---- */
 
-/* What fl_parse says of entry, when it is one of the volume's files. */
-static bool own_entry(const Paths *p, const char *entry, FlEntry *e) {
-        return fl_owned_by(entry, p->name, e);
-}
+typedef enum Doomed {
+        DOOM_ALL,      /* every file of the volume */
+        DOOM_START,    /* what Start throws away: temp files and an unfinished import */
+        DOOM_RESTART,  /* at service start: also export views (they live as long as
+                        * the service that made them), and probe files of earlier
+                        * versions, which are nobody's */
+} Doomed;
 
-static bool any_image(const Paths *p, const char *entry) {
-        FlEntry e;
-        bool own = own_entry(p, entry, &e);
-        fl_entry_clear(&e);
-        return own;
-}
+typedef struct Match {
+        const char *name;
+        Doomed what;
+} Match;
 
-/* Start throws away an unfinished import and temp files of crashed writes. */
-static bool start_leftover(const Paths *p, const char *entry) {
-        FlEntry e;
-        if (!own_entry(p, entry, &e))
-                return false;
-        bool doomed = e.temp || e.kind == FL_IMPORT;
-        fl_entry_clear(&e);
-        return doomed;
-}
-
-/* At service start: export views live as long as the service that handed
- * them out, staging and temp files as long as the operation that made
- * them; a probe file of an earlier version's Export is nobody's. */
-static bool restart_leftover(const Paths *p, const char *entry) {
-        if (fl_is_probe_temp(entry))
+static bool doomed(const char *entry, void *userdata) {
+        const Match *m = userdata;
+        if (m->what == DOOM_RESTART && fl_is_probe_temp(entry))
                 return true;
         FlEntry e;
-        if (!own_entry(p, entry, &e))
+        if (!fl_owned_by(entry, m->name, &e))
                 return false;
-        bool doomed = e.temp || e.kind == FL_EXPORT || e.kind == FL_IMPORT;
+        bool r = m->what == DOOM_ALL || e.temp || e.kind == FL_IMPORT ||
+                 (m->what == DOOM_RESTART && e.kind == FL_EXPORT);
         fl_entry_clear(&e);
-        return doomed;
+        return r;
 }
 
-static int remove_matching(const Paths *p, bool (*match)(const Paths *, const char *), StorageError *err) {
-        g_autoptr(GDir) d = g_dir_open(p->dir, 0, NULL);
-        g_autoptr(GPtrArray) doomed = g_ptr_array_new_with_free_func(g_free);
-        const char *entry;
-        while (d && (entry = g_dir_read_name(d)))
-                if (match(p, entry))
-                        g_ptr_array_add(doomed, g_build_filename(p->dir, entry, NULL));
-        for (guint i = 0; i < doomed->len; i++)
-                if (fo_remove(doomed->pdata[i], err) < 0)
-                        return -1;
-        return 0;
-}
-
-static int remove_all_images(const Paths *p, StorageError *err) {
-        return remove_matching(p, any_image, err);
+static int remove_matching(const Paths *p, Doomed what, StorageError *err) {
+        Match m = { p->name, what };
+        return fo_remove_matching_at(&p->d, doomed, &m, err);
 }
 
 /* ---- pool ---- */
@@ -328,36 +325,41 @@ static int reflink_volume_init(void *pool, VolumeSpec *v, StorageError *err) {
         return 0;
 }
 
+/* The service creates a vid only when no volume of the pool has it: every
+ * file of the vid is a leftover (of a killed Create or Remove) and goes. */
 static int reflink_volume_create(void *pool, VolumeSpec *v, StorageError *err) {
-        g_auto(Paths) p = { 0 };
-        paths_get(pool, v->vid, &p);
-        if (fo_mkdir_p(p.dir, err) < 0 || remove_all_images(&p, err) < 0)
+        g_auto(Paths) p = PATHS_INIT;
+        if (paths_get(pool, v->vid, true, &p, err) < 0 || remove_matching(&p, DOOM_ALL, err) < 0)
                 return -1;
-        if (is_origin(v) && fo_sparse_create(p.clean, v->size, FO_REPLACE, err) < 0)
+        if (is_origin(v) && fo_sparse_create_at(&p.d, p.clean, v->size, FO_REPLACE, err) < 0)
                 return -1;
         return 0;
 }
 
-static int reflink_volume_remove(void *pool, VolumeSpec *v, StorageError *err) {
-        g_auto(Paths) p = { 0 };
-        paths_get(pool, v->vid, &p);
-        if (remove_all_images(&p, err) < 0)
+/* Removes the volume's VM directory when it is empty. */
+static int remove_vm_dir_if_empty(const ReflinkPool *pool, const char *vid, StorageError *err) {
+        g_autofree char *vm_dir = NULL, *name = NULL;
+        fl_split_vid(vid, &vm_dir, &name);
+        g_autofree char *parent = g_path_get_dirname(vm_dir), *vm = g_path_get_basename(vm_dir);
+        g_auto(FoDir) d = FO_DIR_INIT;
+        if (fo_dir_open(&d, pool->dir, parent, false, err) < 0)
                 return -1;
-        return fo_rmdir_if_empty(p.dir, err);
+        return fo_rmdir_at(&d, vm, err);
 }
 
-static int exists(const char *path, StorageError *err) {
-        struct stat st;
-        return fo_stat(path, &st, err);
+static int reflink_volume_remove(void *pool, VolumeSpec *v, StorageError *err) {
+        g_auto(Paths) p = PATHS_INIT;
+        if (paths_get(pool, v->vid, false, &p, err) < 0 || remove_matching(&p, DOOM_ALL, err) < 0)
+                return -1;
+        return remove_vm_dir_if_empty(pool, v->vid, err);
 }
 
 static int reflink_volume_start(void *pool, VolumeSpec *v, StorageError *err) {
         ReflinkPool *rp = pool;
-        g_auto(Paths) p = { 0 };
-        paths_get(rp, v->vid, &p);
-        if (remove_matching(&p, start_leftover, err) < 0)
+        g_auto(Paths) p = PATHS_INIT;
+        if (paths_get(rp, v->vid, true, &p, err) < 0 || remove_matching(&p, DOOM_START, err) < 0)
                 return -1;
-        int dirty = exists(p.dirty, err);
+        int dirty = exists(&p, p.dirty, err);
         if (dirty < 0)
                 return -1;
         if (is_origin(v) && dirty)
@@ -365,67 +367,73 @@ static int reflink_volume_start(void *pool, VolumeSpec *v, StorageError *err) {
         if (is_snapshot(v)) {
                 if (!v->source)
                         return se_set(err, SE_FAILED, "Volume %s has snap_on_start but no source", v->vid);
-                g_auto(Paths) src = { 0 };
-                paths_get(rp, v->source, &src);
-                if (fo_copy(src.clean, p.clean, NULL, err) < 0)
+                g_auto(Paths) src = PATHS_INIT;
+                if (paths_get(rp, v->source, false, &src, err) < 0 ||
+                    fo_copy_at(&src.d, src.clean, &p.d, p.clean, NULL, err) < 0)
                         return -1;
                 test_seam_pause("reflink-start-before-dirty");
         }
         if (is_origin(v) || is_snapshot(v))
-                return fo_copy(p.clean, p.dirty, NULL, err);
+                return fo_copy_at(&p.d, p.clean, &p.d, p.dirty, NULL, err);
         /* volatile: a fresh sparse image at its size */
         struct stat st;
-        int have = fo_stat(p.dirty, &st, err);
+        int have = fo_stat_at(&p.d, p.dirty, &st, err);
         if (have < 0)
                 return -1;
         uint64_t size = have ? (uint64_t) st.st_size : v->size;
-        return fo_sparse_create(p.dirty, size, FO_REPLACE, err);
+        return fo_sparse_create_at(&p.d, p.dirty, size, FO_REPLACE, err);
 }
 
 static int reflink_volume_stop(void *pool, VolumeSpec *v, StorageError *err) {
-        g_auto(Paths) p = { 0 };
-        paths_get(pool, v->vid, &p);
+        g_auto(Paths) p = PATHS_INIT;
+        if (paths_get(pool, v->vid, false, &p, err) < 0)
+                return -1;
         struct stat st;
-        int dirty = fo_stat(p.dirty, &st, err);
+        int dirty = fo_stat_at(&p.d, p.dirty, &st, err);
         if (dirty < 0)
                 return -1;
         if (is_origin(v))
                 return dirty ? commit(v, &p, p.dirty, err) : 0;
         if (dirty && !v->snap_on_start)
                 v->size = (uint64_t) st.st_size; /* a volatile volume keeps its last size */
-        if (fo_remove(p.dirty, err) < 0 || fo_remove(p.clean, err) < 0)
+        if (fo_remove_at(&p.d, p.dirty, err) < 0 || fo_remove_at(&p.d, p.clean, err) < 0)
                 return -1;
         return 0;
 }
 
 static int reflink_volume_verify(void *pool, VolumeSpec *v, StorageError *err) {
-        g_auto(Paths) p = { 0 };
+        g_auto(Paths) p = PATHS_INIT;
         if (!is_origin(v) && !is_snapshot(v))
                 return 0;
-        paths_get(pool, is_snapshot(v) ? v->source : v->vid, &p);
-        int r = exists(p.clean, err);
+        if (is_snapshot(v) && !v->source)
+                return se_set(err, SE_FAILED, "Volume %s has snap_on_start but no source", v->vid);
+        if (paths_get(pool, is_snapshot(v) ? v->source : v->vid, false, &p, err) < 0)
+                return -1;
+        int r = exists(&p, p.clean, err);
         if (r == 0)
-                return se_set(err, SE_MISSING_IMAGE, "Missing image file '%s' for volume %s", p.clean, v->vid);
+                return se_set(err, SE_MISSING_IMAGE, "Missing image file '%s' for volume %s", p.clean_path, v->vid);
         return r < 0 ? -1 : 0;
 }
 
 static int reflink_volume_resize(void *pool, VolumeSpec *v, uint64_t size, StorageError *err) {
-        g_auto(Paths) p = { 0 };
-        paths_get(pool, v->vid, &p);
-        int dirty = exists(p.dirty, err), clean = dirty ? 0 : exists(p.clean, err);
+        g_auto(Paths) p = PATHS_INIT;
+        if (paths_get(pool, v->vid, false, &p, err) < 0)
+                return -1;
+        int dirty = exists(&p, p.dirty, err), clean = dirty ? 0 : exists(&p, p.clean, err);
         if (dirty < 0 || clean < 0)
                 return -1;
-        if (dirty && (fo_resize(p.dirty, size, err) < 0 || fo_loop_set_capacity(p.dirty, err) < 0))
+        if (dirty && (fo_resize_at(&p.d, p.dirty, size, err) < 0 || fo_loop_set_capacity_at(&p.d, p.dirty, err) < 0))
                 return -1;
-        if (clean && fo_resize(p.clean, size, err) < 0)
+        if (clean && fo_resize_at(&p.d, p.clean, size, err) < 0)
                 return -1;
         v->size = size;
         return 0;
 }
 
 static int reflink_volume_revert(void *pool, VolumeSpec *v, const char *rev, StorageError *err) {
-        g_auto(Paths) p = { 0 };
-        paths_get(pool, v->vid, &p);
+        g_auto(Paths) p = PATHS_INIT;
+        if (paths_get(pool, v->vid, false, &p, err) < 0)
+                return -1;
         g_autoptr(GPtrArray) revs = list_revisions(&p);
         const Rev *chosen = NULL;
         for (guint i = 0; i < revs->len; i++) {
@@ -439,105 +447,126 @@ static int reflink_volume_revert(void *pool, VolumeSpec *v, const char *rev, Sto
         /* the current data becomes a revision too, so the revert can be undone */
         if (add_revision(&p, err) < 0)
                 return -1;
-        return fo_rename(chosen->file, p.clean, err);
+        return fo_rename_at(&p.d, chosen->file, p.clean, err);
 }
 
 static int reflink_volume_import_begin(void *pool, VolumeSpec *v, uint64_t size, char **path, StorageError *err) {
-        g_auto(Paths) p = { 0 };
-        paths_get(pool, v->vid, &p);
-        if (fo_sparse_create(p.import, size, FO_REPLACE, err) < 0)
+        g_auto(Paths) p = PATHS_INIT;
+        if (paths_get(pool, v->vid, true, &p, err) < 0 ||
+            fo_sparse_create_at(&p.d, p.import, size, FO_REPLACE, err) < 0)
                 return -1;
-        *path = g_strdup(p.import);
+        *path = g_strdup(p.import_path);
         return 0;
 }
 
 static int reflink_volume_import_end(void *pool, VolumeSpec *v, bool success, bool handed_out, StorageError *err) {
-        g_auto(Paths) p = { 0 };
-        paths_get(pool, v->vid, &p);
+        g_auto(Paths) p = PATHS_INIT;
+        if (paths_get(pool, v->vid, false, &p, err) < 0)
+                return -1;
         struct stat st;
         if (success) {
-                int r = fo_stat(p.import, &st, err);
+                int r = fo_stat_at(&p.d, p.import, &st, err);
                 if (r == 0)
-                        return se_set(err, SE_FAILED, "Volume %s: the staged import %s is gone", v->vid, p.import);
+                        return se_set(err, SE_FAILED, "Volume %s: the staged import %s is gone", v->vid, p.import_path);
+                /* a client may still hold the staged file open: then the
+                 * clean image is a fresh copy, never the inode it holds */
                 if (r > 0)
                         r = handed_out ? commit_copy(v, &p, p.import, err) : commit(v, &p, p.import, err);
                 if (r < 0) {
-                        fo_remove(p.import, NULL);
+                        fo_remove_at(&p.d, p.import, NULL);
                         return -1;
                 }
                 v->size = (uint64_t) st.st_size;
                 return 0;
         }
-        return fo_remove(p.import, err);
+        return fo_remove_at(&p.d, p.import, err);
 }
 
 static int reflink_volume_import_clone(void *pool, VolumeSpec *v, const VolumeSpec *src, StorageError *err) {
-        g_auto(Paths) p = { 0 }, s = { 0 };
-        paths_get(pool, v->vid, &p);
-        paths_get(pool, src->vid, &s);
-        return fo_copy(s.clean, p.import, NULL, err);
+        g_auto(Paths) p = PATHS_INIT;
+        g_auto(Paths) s = PATHS_INIT;
+        if (paths_get(pool, v->vid, true, &p, err) < 0 || paths_get(pool, src->vid, false, &s, err) < 0)
+                return -1;
+        return fo_copy_at(&s.d, s.clean, &p.d, p.import, NULL, err);
 }
 
 static int reflink_volume_export(void *pool, VolumeSpec *v, char **path, bool *stable, StorageError *err) {
-        g_auto(Paths) p = { 0 };
-        paths_get(pool, v->vid, &p);
-        int r = exists(p.clean, err);
+        g_auto(Paths) p = PATHS_INIT;
+        if (paths_get(pool, v->vid, false, &p, err) < 0)
+                return -1;
+        int r = exists(&p, p.clean, err);
         if (r == 0)
-                return se_set(err, SE_MISSING_IMAGE, "Missing image file '%s' for volume %s", p.clean, v->vid);
+                return se_set(err, SE_MISSING_IMAGE, "Missing image file '%s' for volume %s", p.clean_path, v->vid);
         if (r < 0)
                 return -1;
         /* a reflink copy is a stable view; a full copy would be too costly:
          * where FICLONE is refused, hand out the clean image and let the
          * service guard it (no probe file: the clone is the probe) */
-        int src = open(p.clean, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        int src = fo_open_at(&p.d, p.clean, O_RDONLY, err);
         if (src < 0)
-                return se_errno(err, errno, "Cannot open %s to export volume %s", p.clean, v->vid);
-        g_autofree char *copy = g_strdup_printf("%s" EXPORT_SUFFIX "XXXXXX", p.base);
-        int fd = mkostemp(copy, O_CLOEXEC);
+                return -1;
+        g_autofree char *prefix = g_strconcat(p.clean, "@export-", NULL);
+        g_autofree char *copy = NULL;
+        int fd = fo_make_unique_at(&p.d, prefix, &copy, err);
         if (fd < 0) {
-                int e = errno;
                 close(src);
-                return se_errno(err, e, "Cannot export volume %s", v->vid);
+                return -1;
         }
         int e = fo_ficlone(fd, src);
         close(fd);
         close(src);
         if (e != 0) {
-                fo_remove(copy, NULL);
+                fo_remove_at(&p.d, copy, NULL);
                 if (!fo_ficlone_may_fall_back(e))
-                        return se_errno(err, e, "Cannot reflink %s to export volume %s", p.clean, v->vid);
-                *path = g_strdup(p.clean);
+                        return se_errno(err, e, "Cannot reflink %s to export volume %s", p.clean_path, v->vid);
+                *path = g_strdup(p.clean_path);
                 *stable = false;
                 return 0;
         }
-        *path = g_steal_pointer(&copy);
+        *path = fo_dir_file(&p.d, copy);
         *stable = true;
         return 0;
 }
 
+/* Removes an export view: only a file of this volume's directory that is
+ * one of its export views. */
 static int reflink_volume_export_end(void *pool, VolumeSpec *v, const char *path, StorageError *err) {
-        g_auto(Paths) p = { 0 };
-        paths_get(pool, v->vid, &p);
-        if (strcmp(path, p.clean) == 0)
+        g_auto(Paths) p = PATHS_INIT;
+        if (paths_get(pool, v->vid, false, &p, err) < 0)
+                return -1;
+        if (strcmp(path, p.clean_path) == 0)
                 return 0;
-        return fo_remove(path, err);
+        g_autofree char *dir = g_path_get_dirname(path), *name = g_path_get_basename(path);
+        FlEntry e;
+        bool view = strcmp(dir, p.d.path) == 0 && fl_owned_by(name, p.name, &e);
+        bool ok = view && e.kind == FL_EXPORT && !e.temp;
+        if (view)
+                fl_entry_clear(&e);
+        if (!ok)
+                return se_set(err, SE_FAILED, "Volume %s: %s is not one of its export views", v->vid, path);
+        return fo_remove_at(&p.d, name, err);
 }
 
 static int reflink_volume_cleanup(void *pool, VolumeSpec *v, StorageError *err) {
-        g_auto(Paths) p = { 0 };
-        paths_get(pool, v->vid, &p);
-        return remove_matching(&p, restart_leftover, err);
+        g_auto(Paths) p = PATHS_INIT;
+        if (paths_get(pool, v->vid, false, &p, err) < 0)
+                return -1;
+        return remove_matching(&p, DOOM_RESTART, err);
 }
 
 static int reflink_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out, StorageError *err) {
-        g_auto(Paths) p = { 0 };
-        paths_get(pool, v->vid, &p);
+        g_auto(Paths) p = PATHS_INIT;
+        if (paths_get(pool, v->vid, false, &p, err) < 0) {
+                out->size = v->size;
+                volume_info_fill_defaults(out);
+                return -1;
+        }
         struct stat st;
-        int r = 0, dirty = fo_stat(p.dirty, &st, err);
+        int r = 0, dirty = fo_stat_at(&p.d, p.dirty, &st, err);
         if (dirty > 0) {
                 out->size = (uint64_t) st.st_size;
                 out->usage = (uint64_t) st.st_blocks * 512;
-        } else if (dirty == 0 && fo_stat(p.clean, &st, err) > 0) {
+        } else if (dirty == 0 && fo_stat_at(&p.d, p.clean, &st, err) > 0) {
                 out->size = (uint64_t) st.st_size;
                 out->usage = (uint64_t) st.st_blocks * 512;
         } else
@@ -546,10 +575,11 @@ static int reflink_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out
                 r = -1;
         out->dirty = is_origin(v) && dirty > 0;
         if (is_snapshot(v) && v->source) {
-                g_auto(Paths) src = { 0 };
-                paths_get(pool, v->source, &src);
+                g_auto(Paths) src = PATHS_INIT;
                 struct stat own, theirs;
-                out->outdated = fo_stat(p.clean, &own, NULL) > 0 && fo_stat(src.clean, &theirs, NULL) > 0 &&
+                out->outdated = paths_get(pool, v->source, false, &src, NULL) == 0 &&
+                                fo_stat_at(&p.d, p.clean, &own, NULL) > 0 &&
+                                fo_stat_at(&src.d, src.clean, &theirs, NULL) > 0 &&
                                 (theirs.st_mtim.tv_sec > own.st_mtim.tv_sec ||
                                  (theirs.st_mtim.tv_sec == own.st_mtim.tv_sec && theirs.st_mtim.tv_nsec > own.st_mtim.tv_nsec));
         }
@@ -560,8 +590,8 @@ static int reflink_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out
                 volume_info_add_revision(out, id, rv->stamp);
         }
         /* a stopped volume's data lives in the clean image */
-        out->path = g_strdup(dirty > 0 ? p.dirty : p.clean);
-        out->bdev_path = g_strdup(p.dirty);
+        out->path = g_strdup(dirty > 0 ? p.dirty_path : p.clean_path);
+        out->bdev_path = g_strdup(p.dirty_path);
         out->bdev_script = g_strdup("");
         out->bdev_devtype = g_strdup("disk");
         out->bdev_rw = v->rw;

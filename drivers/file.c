@@ -31,31 +31,67 @@ static Kind kind_of(const VolumeSpec *v) {
         return v->save_on_stop ? KIND_ORIGIN : KIND_VOLATILE;
 }
 
+/* One file of a volume: a name in a directory opened below the pool (never
+ * through a symbolic link), and its full path for messages and scripts. */
+typedef struct File {
+        const FoDir *dir;
+        char *name;
+        char *path;
+} File;
+
 /* The files of one volume. */
 typedef struct Files {
-        char *img;        /* <vid>.img */
-        char *cow;        /* <vid>-cow.img */
-        char *old;        /* <vid>-cow.img.old, the revision "old" */
-        char *import;     /* <vid>-import.img */
-        char *src_img;    /* snapshot volumes: the source's image and CoW file */
-        char *src_cow;
-        const char *main; /* where the data lives: img, or src_img for a snapshot */
-        char *dir;        /* the VM directory holding the volume's files */
+        FoDir dir;        /* the VM directory holding the volume's files */
+        FoDir src_dir;    /* snapshot volumes: the source's VM directory */
         char *name;       /* the volume name: what its file names start with */
+        File img;         /* <vid>.img */
+        File cow;         /* <vid>-cow.img */
+        File old;         /* <vid>-cow.img.old, the revision "old" */
+        File import;      /* <vid>-import.img */
+        File src_img;     /* snapshot volumes: the source's image and CoW file */
+        File src_cow;
+        const File *main; /* where the data lives: img, or src_img for a snapshot */
 } Files;
 
+#define FILES_INIT { .dir = FO_DIR_INIT, .src_dir = FO_DIR_INIT }
+
+static void file_clear(File *x) {
+        g_free(x->name);
+        g_free(x->path);
+}
+
 static void files_clear(Files *f) {
-        g_free(f->img);
-        g_free(f->cow);
-        g_free(f->old);
-        g_free(f->import);
-        g_free(f->src_img);
-        g_free(f->src_cow);
-        g_free(f->dir);
+        File *all[] = { &f->img, &f->cow, &f->old, &f->import, &f->src_img, &f->src_cow };
+        for (size_t i = 0; i < G_N_ELEMENTS(all); i++)
+                file_clear(all[i]);
+        fo_dir_close(&f->dir);
+        fo_dir_close(&f->src_dir);
         g_free(f->name);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Files, files_clear)
+
+static void file_set(File *x, const FoDir *dir, const char *name, FlKind kind) {
+        x->dir = dir;
+        x->name = fl_file_name(name, kind);
+        x->path = fo_dir_file(dir, x->name);
+}
+
+static int x_stat(const File *x, struct stat *st, StorageError *err) {
+        return fo_stat_at(x->dir, x->name, st, err);
+}
+
+static int x_remove(const File *x, StorageError *err) {
+        return fo_remove_at(x->dir, x->name, err);
+}
+
+static int x_sparse(const File *x, uint64_t size, FoCreateMode mode, StorageError *err) {
+        return fo_sparse_create_at(x->dir, x->name, size, mode, err);
+}
+
+static int x_allocated(const File *x, uint64_t *bytes, StorageError *err) {
+        return fo_allocated_at(x->dir, x->name, bytes, err);
+}
 
 static const char *source_vid(const VolumeSpec *v) {
         if (v->source_spec && v->source_spec->vid && *v->source_spec->vid)
@@ -63,18 +99,22 @@ static const char *source_vid(const VolumeSpec *v) {
         return v->source;
 }
 
-static int files_get(const FilePool *p, const VolumeSpec *v, Files *f, StorageError *err) {
-        /* every call checks the layout again: no file outside it is touched */
+/* Opens the volume's directory (made when create) and names its files.
+ * Every call checks the layout again: no file outside it is touched. */
+static int files_get(const FilePool *p, const VolumeSpec *v, bool create, Files *f, StorageError *err) {
+        f->dir = (FoDir) FO_DIR_INIT;
+        f->src_dir = (FoDir) FO_DIR_INIT;
         if (fl_check_vid(v->vid, err) < 0)
                 return -1;
-        g_autofree char *base = g_build_filename(p->dir, v->vid, NULL);
-        f->img = g_strconcat(base, ".img", NULL);
-        f->cow = g_strconcat(base, "-cow.img", NULL);
-        f->old = g_strconcat(f->cow, ".old", NULL);
-        f->import = g_strconcat(base, "-import.img", NULL);
-        f->main = f->img;
-        f->dir = g_path_get_dirname(base);
-        f->name = g_path_get_basename(base);
+        g_autofree char *vm_dir = NULL;
+        fl_split_vid(v->vid, &vm_dir, &f->name);
+        if (fo_dir_open(&f->dir, p->dir, vm_dir, create, err) < 0)
+                return -1;
+        file_set(&f->img, &f->dir, f->name, FL_IMAGE);
+        file_set(&f->cow, &f->dir, f->name, FL_COW);
+        file_set(&f->old, &f->dir, f->name, FL_COW_OLD);
+        file_set(&f->import, &f->dir, f->name, FL_IMPORT);
+        f->main = &f->img;
         if (kind_of(v) != KIND_SNAPSHOT)
                 return 0;
         const char *src = source_vid(v);
@@ -82,10 +122,13 @@ static int files_get(const FilePool *p, const VolumeSpec *v, Files *f, StorageEr
                 return se_set(err, SE_FAILED, "Volume %s has snap_on_start but no source", v->vid);
         if (fl_check_vid(src, err) < 0)
                 return -1;
-        g_autofree char *src_base = g_build_filename(p->dir, src, NULL);
-        f->src_img = g_strconcat(src_base, ".img", NULL);
-        f->src_cow = g_strconcat(src_base, "-cow.img", NULL);
-        f->main = f->src_img;
+        g_autofree char *src_vm_dir = NULL, *src_name = NULL;
+        fl_split_vid(src, &src_vm_dir, &src_name);
+        if (fo_dir_open(&f->src_dir, p->dir, src_vm_dir, false, err) < 0)
+                return -1;
+        file_set(&f->src_img, &f->src_dir, src_name, FL_IMAGE);
+        file_set(&f->src_cow, &f->src_dir, src_name, FL_COW);
+        f->main = &f->src_img;
         return 0;
 }
 
@@ -104,25 +147,25 @@ static int check_result(const VolumeSpec *v, int r, StorageError *err) {
         return r < 0 ? failed_for(v, err) : 0;
 }
 
-static int require_image(const VolumeSpec *v, const char *path, StorageError *err) {
+static int require_image(const VolumeSpec *v, const File *x, StorageError *err) {
         struct stat st;
-        int r = fo_stat(path, &st, err);
+        int r = x_stat(x, &st, err);
         if (r == 0)
-                return se_set(err, SE_MISSING_IMAGE, "Missing image file: %s (volume %s)", path, v->vid);
+                return se_set(err, SE_MISSING_IMAGE, "Missing image file: %s (volume %s)", x->path, v->vid);
         return r < 0 ? -1 : 0;
 }
 
 /* The size of the data: its image when it exists, else the nominal size. */
 static int current_size(const VolumeSpec *v, const Files *f, uint64_t *size, StorageError *err) {
         struct stat st;
-        int r = fo_stat(f->main, &st, err);
+        int r = x_stat(f->main, &st, err);
         *size = r > 0 ? (uint64_t) st.st_size : v->size;
         return r < 0 ? -1 : 0;
 }
 
 /* Creates a sparse file unless it exists. */
-static int ensure_sparse(const char *path, uint64_t size, StorageError *err) {
-        return fo_sparse_create(path, size, FO_NO_REPLACE, err) < 0 ? -1 : 0;
+static int ensure_sparse(const File *x, uint64_t size, StorageError *err) {
+        return x_sparse(x, size, FO_NO_REPLACE, err) < 0 ? -1 : 0;
 }
 
 typedef struct Leftovers {
@@ -148,22 +191,34 @@ static bool is_leftover(const char *entry, void *userdata) {
  * import. Exactly the volume's own names: "root-x" beside "root" stays. */
 static int remove_leftovers(const Files *f, StorageError *err) {
         Leftovers l = { f->name, false };
-        return fo_remove_matching(f->dir, is_leftover, &l, err);
+        return fo_remove_matching_at(&f->dir, is_leftover, &l, err);
 }
 
 /* Deletes every file of the volume. */
 static int remove_all_files(const Files *f, StorageError *err) {
         Leftovers l = { f->name, true };
-        return fo_remove_matching(f->dir, is_leftover, &l, err);
+        return fo_remove_matching_at(&f->dir, is_leftover, &l, err);
 }
 
-/* The directory holding the volume's files (the VM's), or NULL when that is
- * the pool directory itself. */
-static char *vm_dir_of(const FilePool *p, const Files *f) {
-        char *dir = g_path_get_dirname(f->img);
-        if (strcmp(dir, p->dir) == 0)
-                g_clear_pointer(&dir, g_free);
-        return dir;
+/* Removes the volume's VM directory when it is empty. */
+static int remove_vm_dir_if_empty(const FilePool *p, const VolumeSpec *v, StorageError *err) {
+        g_autofree char *vm_dir = NULL, *name = NULL;
+        fl_split_vid(v->vid, &vm_dir, &name);
+        g_autofree char *parent = g_path_get_dirname(vm_dir), *vm = g_path_get_basename(vm_dir);
+        g_auto(FoDir) d = FO_DIR_INIT;
+        if (fo_dir_open(&d, p->dir, parent, false, err) < 0)
+                return -1;
+        return fo_rmdir_at(&d, vm, err);
+}
+
+/* Whether the volume's VM directory exists. */
+static int vm_dir_exists(const FilePool *p, const VolumeSpec *v, StorageError *err) {
+        g_autofree char *vm_dir = NULL, *name = NULL;
+        fl_split_vid(v->vid, &vm_dir, &name);
+        g_auto(FoDir) d = FO_DIR_INIT;
+        if (fo_dir_open(&d, p->dir, vm_dir, false, err) < 0)
+                return -1;
+        return d.fd >= 0;
 }
 
 /* ---- pool ---- */
@@ -230,22 +285,24 @@ static int file_volume_init(void *pool, VolumeSpec *v, StorageError *err) {
  * whatever files of the vid exist are leftovers (a crash during an earlier
  * create, or after the record of a Remove was dropped): they are replaced. */
 static int create(const FilePool *p, const VolumeSpec *v, StorageError *err) {
-        g_auto(Files) f = { 0 };
-        if (files_get(p, v, &f, err) < 0)
+        bool snap = kind_of(v) == KIND_SNAPSHOT;
+        if (fl_check_vid(v->vid, err) < 0)
                 return -1;
-        if (kind_of(v) != KIND_SNAPSHOT && v->size == 0)
+        if (!snap && v->size == 0)
                 return se_set(err, SE_INVALID_ARGUMENT, "Cannot create volume %s of size 0", v->vid);
-        if (remove_all_files(&f, err) < 0)
+        int had_vm_dir = vm_dir_exists(p, v, err);
+        if (had_vm_dir < 0)
                 return -1;
-        if (kind_of(v) == KIND_SNAPSHOT)
-                return 0;
-        g_autofree char *vm_dir = vm_dir_of(p, &f);
-        bool had_vm_dir = !vm_dir || g_file_test(vm_dir, G_FILE_TEST_IS_DIR);
-        int r = fo_sparse_create(f.img, v->size, FO_REPLACE, err);
+        g_auto(Files) f = FILES_INIT;
+        int r = files_get(p, v, !snap, &f, err);
+        if (r == 0)
+                r = remove_all_files(&f, err);
+        if (r == 0 && !snap)
+                r = x_sparse(&f.img, v->size, FO_REPLACE, err);
         if (r < 0 && !had_vm_dir) {
                 /* Leave the disk as it was: drop the directory made for it. */
                 StorageError ignored = STORAGE_ERROR_INIT;
-                fo_rmdir_if_empty(vm_dir, &ignored);
+                remove_vm_dir_if_empty(p, v, &ignored);
                 se_clear(&ignored);
         }
         return r;
@@ -258,11 +315,10 @@ static int file_volume_create(void *pool, VolumeSpec *v, StorageError *err) {
 /* Removes every file of the volume (its own names only: a snapshot's
  * source keeps its files), then its VM directory if that is now empty. */
 static int remove_volume(const FilePool *p, const VolumeSpec *v, StorageError *err) {
-        g_auto(Files) f = { 0 };
-        if (files_get(p, v, &f, err) < 0 || remove_all_files(&f, err) < 0)
+        g_auto(Files) f = FILES_INIT;
+        if (files_get(p, v, false, &f, err) < 0 || remove_all_files(&f, err) < 0)
                 return -1;
-        g_autofree char *vm_dir = vm_dir_of(p, &f);
-        return vm_dir ? fo_rmdir_if_empty(vm_dir, err) : 0;
+        return remove_vm_dir_if_empty(p, v, err);
 }
 
 static int file_volume_remove(void *pool, VolumeSpec *v, StorageError *err) {
@@ -273,24 +329,24 @@ static int file_volume_remove(void *pool, VolumeSpec *v, StorageError *err) {
 
 static int start_snapshot(const VolumeSpec *v, const Files *f, StorageError *err) {
         uint64_t size;
-        if (require_image(v, f->src_img, err) < 0 || current_size(v, f, &size, err) < 0)
+        if (require_image(v, &f->src_img, err) < 0 || current_size(v, f, &size, err) < 0)
                 return -1;
         /* A CoW file left by a crash is replaced by an empty one. */
-        if (fo_sparse_create(f->cow, size, FO_REPLACE, err) < 0)
+        if (x_sparse(&f->cow, size, FO_REPLACE, err) < 0)
                 return -1;
-        return ensure_sparse(f->src_cow, size, err);
+        return ensure_sparse(&f->src_cow, size, err);
 }
 
 static int start_origin(const VolumeSpec *v, const Files *f, StorageError *err) {
         uint64_t size;
-        if (require_image(v, f->img, err) < 0 || current_size(v, f, &size, err) < 0)
+        if (require_image(v, &f->img, err) < 0 || current_size(v, f, &size, err) < 0)
                 return -1;
-        return ensure_sparse(f->cow, size, err);
+        return ensure_sparse(&f->cow, size, err);
 }
 
 static int start(const FilePool *p, const VolumeSpec *v, StorageError *err) {
-        g_auto(Files) f = { 0 };
-        if (files_get(p, v, &f, err) < 0 || remove_leftovers(&f, err) < 0)
+        g_auto(Files) f = FILES_INIT;
+        if (files_get(p, v, true, &f, err) < 0 || remove_leftovers(&f, err) < 0)
                 return -1;
         switch (kind_of(v)) {
         case KIND_SNAPSHOT:
@@ -299,7 +355,7 @@ static int start(const FilePool *p, const VolumeSpec *v, StorageError *err) {
                 return start_origin(v, &f, err);
         case KIND_VOLATILE:
         default:
-                return fo_sparse_create(f.img, v->size, FO_REPLACE, err);
+                return x_sparse(&f.img, v->size, FO_REPLACE, err);
         }
 }
 
@@ -316,40 +372,41 @@ static int commit(VolumeSpec *v, const Files *f, StorageError *err) {
         struct stat st;
         uint64_t size;
         bool keep = v->revisions_to_keep > 0;
-        int has_cow = fo_stat(f->cow, &st, err);
+        int has_cow = x_stat(&f->cow, &st, err);
         if (has_cow < 0 || current_size(v, f, &size, err) < 0)
                 return -1;
         /* what the VM wrote is on disk before the revision that the CoW file
          * holds is named: the two always belong together */
-        if (fo_fsync_file(f->img, err) < 0 || (has_cow && fo_fsync_file(f->cow, err) < 0))
+        if (fo_fsync_file_at(&f->dir, f->img.name, err) < 0 ||
+            (has_cow && fo_fsync_file_at(&f->dir, f->cow.name, err) < 0))
                 return -1;
-        if (has_cow && keep && fo_rename(f->cow, f->old, err) < 0)
+        if (has_cow && keep && fo_rename_at(&f->dir, f->cow.name, f->old.name, err) < 0)
                 return -1;
-        if (!keep && fo_remove(f->old, err) < 0)
+        if (!keep && x_remove(&f->old, err) < 0)
                 return -1;
-        return fo_sparse_create(f->cow, size, FO_REPLACE, err);
+        return x_sparse(&f->cow, size, FO_REPLACE, err);
 }
 
 /* A volatile volume keeps the size its image had. */
 static int stop_volatile(VolumeSpec *v, const Files *f, StorageError *err) {
         struct stat st;
-        int r = fo_stat(f->img, &st, err);
+        int r = x_stat(&f->img, &st, err);
         if (r < 0)
                 return -1;
         if (r > 0)
                 v->size = (uint64_t) st.st_size;
-        return fo_remove(f->img, err);
+        return x_remove(&f->img, err);
 }
 
 static int stop(const FilePool *p, VolumeSpec *v, StorageError *err) {
-        g_auto(Files) f = { 0 };
-        if (files_get(p, v, &f, err) < 0)
+        g_auto(Files) f = FILES_INIT;
+        if (files_get(p, v, false, &f, err) < 0)
                 return -1;
         switch (kind_of(v)) {
         case KIND_ORIGIN:
                 return commit(v, &f, err);
         case KIND_SNAPSHOT:
-                return fo_remove(f.cow, err);
+                return x_remove(&f.cow, err);
         case KIND_VOLATILE:
         default:
                 return stop_volatile(v, &f, err);
@@ -363,8 +420,8 @@ static int file_volume_stop(void *pool, VolumeSpec *v, StorageError *err) {
 /* ---- volume: checks and changes ---- */
 
 static int verify(const FilePool *p, const VolumeSpec *v, StorageError *err) {
-        g_auto(Files) f = { 0 };
-        if (files_get(p, v, &f, err) < 0)
+        g_auto(Files) f = FILES_INIT;
+        if (files_get(p, v, false, &f, err) < 0)
                 return -1;
         if (kind_of(v) == KIND_VOLATILE)
                 return 0;
@@ -377,14 +434,15 @@ static int file_volume_verify(void *pool, VolumeSpec *v, StorageError *err) {
 
 /* Never creates a missing image: then only the nominal size changes. */
 static int resize(const FilePool *p, VolumeSpec *v, uint64_t size, StorageError *err) {
-        g_auto(Files) f = { 0 };
+        g_auto(Files) f = FILES_INIT;
         struct stat st;
-        if (files_get(p, v, &f, err) < 0)
+        if (files_get(p, v, false, &f, err) < 0)
                 return -1;
-        int r = fo_stat(f.main, &st, err);
+        int r = x_stat(f.main, &st, err);
         if (r < 0)
                 return -1;
-        if (r > 0 && (fo_resize(f.main, size, err) < 0 || fo_loop_set_capacity(f.main, err) < 0))
+        if (r > 0 && (fo_resize_at(f.main->dir, f.main->name, size, err) < 0 ||
+                      fo_loop_set_capacity_at(f.main->dir, f.main->name, err) < 0))
                 return -1;
         v->size = size;
         return 0;
@@ -401,14 +459,14 @@ static int file_volume_revert(void *pool, VolumeSpec *v, const char *rev, Storag
 /* ---- volume: moving data ---- */
 
 static int import_begin(const FilePool *p, VolumeSpec *v, uint64_t size, char **path, StorageError *err) {
-        g_auto(Files) f = { 0 };
-        if (files_get(p, v, &f, err) < 0 || fo_remove_temps(f.import, err) < 0)
+        g_auto(Files) f = FILES_INIT;
+        if (files_get(p, v, true, &f, err) < 0 || remove_leftovers(&f, err) < 0)
                 return -1;
         if (size == 0 && current_size(v, &f, &size, err) < 0)
                 return -1;
-        if (fo_sparse_create(f.import, size, FO_REPLACE, err) < 0)
+        if (x_sparse(&f.import, size, FO_REPLACE, err) < 0)
                 return -1;
-        *path = g_strdup(f.import);
+        *path = g_strdup(f.import.path);
         return 0;
 }
 
@@ -422,27 +480,28 @@ static int file_volume_import_begin(void *pool, VolumeSpec *v, uint64_t size, ch
  * where the filesystem makes one), never the inode the client holds. */
 static int import_commit(VolumeSpec *v, const Files *f, bool handed_out, StorageError *err) {
         struct stat st;
-        int r = fo_stat(f->import, &st, err);
+        int r = x_stat(&f->import, &st, err);
         if (r == 0)
                 return se_set(err, SE_FAILED, "No import in progress on volume %s", v->vid);
         if (r < 0)
                 return -1;
         if (handed_out) {
-                if (fo_copy(f->import, f->img, NULL, err) < 0 || fo_remove(f->import, err) < 0)
+                if (fo_copy_at(&f->dir, f->import.name, &f->dir, f->img.name, NULL, err) < 0 ||
+                    x_remove(&f->import, err) < 0)
                         return -1;
-        } else if (fo_rename(f->import, f->img, err) < 0)
+        } else if (fo_rename_at(&f->dir, f->import.name, f->img.name, err) < 0)
                 return -1;
         v->size = (uint64_t) st.st_size;
         return 0;
 }
 
 static int import_end(const FilePool *p, VolumeSpec *v, bool success, bool handed_out, StorageError *err) {
-        g_auto(Files) f = { 0 };
-        if (files_get(p, v, &f, err) < 0)
+        g_auto(Files) f = FILES_INIT;
+        if (files_get(p, v, false, &f, err) < 0)
                 return -1;
         if (success)
                 return import_commit(v, &f, handed_out, err);
-        return fo_remove(f.import, err);
+        return x_remove(&f.import, err);
 }
 
 static int file_volume_import_end(void *pool, VolumeSpec *v, bool success, bool handed_out, StorageError *err) {
@@ -451,10 +510,10 @@ static int file_volume_import_end(void *pool, VolumeSpec *v, bool success, bool 
 
 /* The live image: the file driver makes no stable copy. */
 static int export(const FilePool *p, const VolumeSpec *v, char **path, bool *stable, StorageError *err) {
-        g_auto(Files) f = { 0 };
-        if (files_get(p, v, &f, err) < 0 || require_image(v, f.main, err) < 0)
+        g_auto(Files) f = FILES_INIT;
+        if (files_get(p, v, false, &f, err) < 0 || require_image(v, f.main, err) < 0)
                 return -1;
-        *path = g_strdup(f.main);
+        *path = g_strdup(f.main->path);
         *stable = false;
         return 0;
 }
@@ -469,11 +528,11 @@ static int file_volume_export_end(void *pool, VolumeSpec *v, const char *path, S
 
 /* ---- volume: query ---- */
 
-static int sum_allocated(const char *const *paths, size_t n, uint64_t *total, StorageError *err) {
+static int sum_allocated(const File *const *files, size_t n, uint64_t *total, StorageError *err) {
         *total = 0;
         for (size_t i = 0; i < n; i++) {
                 uint64_t bytes;
-                if (fo_allocated(paths[i], &bytes, err) < 0)
+                if (x_allocated(files[i], &bytes, err) < 0)
                         return -1;
                 *total += bytes;
         }
@@ -481,9 +540,9 @@ static int sum_allocated(const char *const *paths, size_t n, uint64_t *total, St
 }
 
 static int query_usage(const VolumeSpec *v, const Files *f, uint64_t *usage, StorageError *err) {
-        const char *origin[] = { f->img, f->cow };
-        const char *snapshot[] = { f->cow };
-        const char *volatile_[] = { f->img };
+        const File *origin[] = { &f->img, &f->cow };
+        const File *snapshot[] = { &f->cow };
+        const File *volatile_[] = { &f->img };
         switch (kind_of(v)) {
         case KIND_ORIGIN:
                 return sum_allocated(origin, G_N_ELEMENTS(origin), usage, err);
@@ -501,7 +560,7 @@ static int query_dirty(const VolumeSpec *v, const Files *f, bool *dirty, Storage
         *dirty = false;
         if (!v->save_on_stop)
                 return 0;
-        if (fo_allocated(f->cow, &bytes, err) < 0)
+        if (x_allocated(&f->cow, &bytes, err) < 0)
                 return -1;
         *dirty = bytes > 0;
         return 0;
@@ -509,7 +568,7 @@ static int query_dirty(const VolumeSpec *v, const Files *f, bool *dirty, Storage
 
 static int query_revisions(const Files *f, VolumeInfo *out, StorageError *err) {
         struct stat st;
-        int r = fo_stat(f->old, &st, err);
+        int r = x_stat(&f->old, &st, err);
         if (r > 0) {
                 g_autofree char *ts = fo_iso8601_utc(st.st_ctime);
                 volume_info_add_revision(out, "old", ts);
@@ -520,16 +579,16 @@ static int query_revisions(const Files *f, VolumeInfo *out, StorageError *err) {
 static void query_block_device(const VolumeSpec *v, const Files *f, VolumeInfo *out) {
         switch (kind_of(v)) {
         case KIND_ORIGIN:
-                out->bdev_path = g_strjoin(":", f->img, f->cow, NULL);
+                out->bdev_path = g_strjoin(":", f->img.path, f->cow.path, NULL);
                 out->bdev_script = g_strdup("block-origin");
                 break;
         case KIND_SNAPSHOT:
-                out->bdev_path = g_strjoin(":", f->src_img, f->src_cow, f->cow, NULL);
+                out->bdev_path = g_strjoin(":", f->src_img.path, f->src_cow.path, f->cow.path, NULL);
                 out->bdev_script = g_strdup("block-snapshot");
                 break;
         case KIND_VOLATILE:
         default:
-                out->bdev_path = g_strdup(f->img);
+                out->bdev_path = g_strdup(f->img.path);
                 out->bdev_script = g_strdup("");
                 break;
         }
@@ -539,11 +598,11 @@ static void query_block_device(const VolumeSpec *v, const Files *f, VolumeInfo *
 
 /* Fills what it can: each failing part leaves its default. */
 static int query(const FilePool *p, const VolumeSpec *v, VolumeInfo *out, StorageError *err) {
-        g_auto(Files) f = { 0 };
+        g_auto(Files) f = FILES_INIT;
         out->size = v->size;
-        if (files_get(p, v, &f, err) < 0)
+        if (files_get(p, v, false, &f, err) < 0)
                 return -1;
-        out->path = g_strdup(f.main);
+        out->path = g_strdup(f.main->path);
         query_block_device(v, &f, out);
         int r = 0;
         r |= current_size(v, &f, &out->size, err);
@@ -562,8 +621,8 @@ static int file_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out, S
 
 /* At service start no operation runs: whatever a crash left goes. */
 static int file_volume_cleanup(void *pool, VolumeSpec *v, StorageError *err) {
-        g_auto(Files) f = { 0 };
-        if (files_get(pool, v, &f, err) < 0)
+        g_auto(Files) f = FILES_INIT;
+        if (files_get(pool, v, false, &f, err) < 0)
                 return failed_for(v, err);
         return check_result(v, remove_leftovers(&f, err), err);
 }

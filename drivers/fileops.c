@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/openat2.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define COPY_CHUNK (1024 * 1024)
@@ -180,27 +182,220 @@ int fo_resize(const char *path, uint64_t size, StorageError *err) {
         return 0;
 }
 
-/* ---- atomic creation ---- */
+/* ---- directories under a pool, opened without following links ---- */
 
-/* Moves tmp onto path: 0, or 1 if path exists and must not be replaced. */
-static int commit_temp(const char *tmp, const char *path, FoCreateMode mode, StorageError *err) {
-        if (mode == FO_REPLACE) {
-                if (rename(tmp, path) < 0)
-                        return se_errno(err, errno, "Cannot rename %s to %s", tmp, path);
+void fo_dir_close(FoDir *d) {
+        if (d->fd >= 0)
+                close(d->fd);
+        d->fd = -1;
+        g_clear_pointer(&d->path, g_free);
+}
+
+char *fo_dir_file(const FoDir *d, const char *name) {
+        return g_build_filename(d->path, name, NULL);
+}
+
+static int open_dir_nofollow(int parent, const char *name) {
+        return openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS; -2 when the kernel (or
+ * a seccomp filter) has no openat2. */
+static int open_beneath(int root, const char *rel) {
+#ifdef SYS_openat2
+        struct open_how how = {
+                .flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+                .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
+        };
+        int fd = (int) syscall(SYS_openat2, root, rel, &how, sizeof(how));
+        if (fd >= 0 || (errno != ENOSYS && errno != EPERM && errno != E2BIG))
+                return fd;
+#endif
+        return -2;
+}
+
+/* One component at a time, each opened with O_NOFOLLOW (and made first when
+ * create): the same as RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS for a relative
+ * path without "." and ".." components. */
+static int walk_beneath(int root, const char *rel, bool create, const char *root_path, StorageError *err) {
+        g_auto(GStrv) parts = g_strsplit(rel, "/", -1);
+        int fd = dup(root);
+        if (fd < 0)
+                return se_errno(err, errno, "Cannot open %s", root_path);
+        g_autofree char *at = g_strdup(root_path);
+        for (char **p = parts; *p; p++) {
+                if (**p == '\0' || strcmp(*p, ".") == 0 || strcmp(*p, "..") == 0) {
+                        close(fd);
+                        return se_set(err, SE_FAILED, "Invalid directory %s/%s", root_path, rel);
+                }
+                g_autofree char *next = g_build_filename(at, *p, NULL);
+                if (create && mkdirat(fd, *p, 0755) == 0 && fsync(fd) < 0) {
+                        int e = errno;
+                        close(fd);
+                        return se_errno(err, e, "Cannot sync directory %s", at);
+                }
+                int sub = open_dir_nofollow(fd, *p);
+                int e = errno;
+                close(fd);
+                if (sub < 0) {
+                        errno = e;
+                        if (e == ENOENT && !create)
+                                return -2;
+                        if (e == ELOOP || e == ENOTDIR)
+                                return se_set(err, SE_FAILED, "Cannot open directory %s: it is a symbolic link or "
+                                              "not a directory (never followed under a pool)", next);
+                        return se_errno(err, e, "Cannot open directory %s", next);
+                }
+                fd = sub;
+                g_free(at);
+                at = g_steal_pointer(&next);
+        }
+        return fd;
+}
+
+int fo_dir_open(FoDir *d, const char *pool_dir, const char *rel, bool create, StorageError *err) {
+        *d = (FoDir) FO_DIR_INIT;
+        d->path = rel && *rel ? g_build_filename(pool_dir, rel, NULL) : g_strdup(pool_dir);
+        _cleanup_fd_ int root = open(pool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0)
+                return errno == ENOENT && !create ? 0 : se_errno(err, errno, "Cannot open directory %s", pool_dir);
+        if (!rel || !*rel) {
+                d->fd = root;
+                root = -1;
                 return 0;
         }
-        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+        int fd = create ? -2 : open_beneath(root, rel);
+        if (fd == -1 && errno == ENOENT)
                 return 0;
-        if (errno == EEXIST)
-                return 1;
-        if (errno != EINVAL && errno != ENOSYS)
-                return se_errno(err, errno, "Cannot rename %s to %s", tmp, path);
-        /* The filesystem has no RENAME_NOREPLACE: link() never replaces. */
-        if (link(tmp, path) < 0)
-                return errno == EEXIST ? 1 : se_errno(err, errno, "Cannot create %s", path);
-        unlink(tmp);
+        if (fd == -1 && (errno == ELOOP || errno == ENOTDIR || errno == EXDEV))
+                return se_set(err, SE_FAILED, "Cannot open directory %s: a symbolic link or a file is in the "
+                              "way (never followed under a pool)", d->path);
+        if (fd == -1)
+                return se_errno(err, errno, "Cannot open directory %s", d->path);
+        if (fd == -2) {
+                fd = walk_beneath(root, rel, create, pool_dir, err);
+                if (fd == -2)
+                        return 0;
+                if (fd < 0)
+                        return -1;
+        }
+        d->fd = fd;
         return 0;
 }
+
+static int missing_dir(const FoDir *d, const char *name, StorageError *err) {
+        return se_errno(err, ENOENT, "Cannot create %s/%s", d->path, name);
+}
+
+/* ---- files, relative to a directory ---- */
+
+int fo_remove_at(const FoDir *d, const char *name, StorageError *err) {
+        if (d->fd < 0)
+                return 0;
+        if (unlinkat(d->fd, name, 0) == 0)
+                return fsync(d->fd) < 0 ? se_errno(err, errno, "Cannot sync directory %s", d->path) : 0;
+        if (errno == ENOENT)
+                return 0;
+        return se_errno(err, errno, "Cannot remove %s/%s", d->path, name);
+}
+
+int fo_rename_at(const FoDir *d, const char *from, const char *to, StorageError *err) {
+        if (d->fd < 0 || renameat(d->fd, from, d->fd, to) < 0)
+                return se_errno(err, d->fd < 0 ? ENOENT : errno, "Cannot rename %s/%s to %s", d->path, from, to);
+        return fsync(d->fd) < 0 ? se_errno(err, errno, "Cannot sync directory %s", d->path) : 0;
+}
+
+int fo_rmdir_at(const FoDir *d, const char *name, StorageError *err) {
+        if (d->fd < 0)
+                return 0;
+        if (unlinkat(d->fd, name, AT_REMOVEDIR) == 0)
+                return fsync(d->fd) < 0 ? se_errno(err, errno, "Cannot sync directory %s", d->path) : 0;
+        if (errno == ENOENT || errno == ENOTEMPTY || errno == EEXIST || errno == ENOTDIR)
+                return 0;
+        return se_errno(err, errno, "Cannot remove directory %s/%s", d->path, name);
+}
+
+int fo_remove_matching_at(const FoDir *d, FoMatchFunc match, void *userdata, StorageError *err) {
+        if (d->fd < 0)
+                return 0;
+        int fd = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_dir_ DIR *dir = fd < 0 ? NULL : fdopendir(fd);
+        if (!dir) {
+                int e = errno;
+                if (fd >= 0)
+                        close(fd);
+                return se_errno(err, e, "Cannot list directory %s", d->path);
+        }
+        bool removed = false;
+        struct dirent *e;
+        while ((e = readdir(dir))) {
+                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || !match(e->d_name, userdata))
+                        continue;
+                if (unlinkat(d->fd, e->d_name, 0) < 0 && errno != ENOENT)
+                        return se_errno(err, errno, "Cannot remove %s/%s", d->path, e->d_name);
+                removed = true;
+        }
+        if (removed && fsync(d->fd) < 0)
+                return se_errno(err, errno, "Cannot sync directory %s", d->path);
+        return 0;
+}
+
+int fo_stat_at(const FoDir *d, const char *name, struct stat *st, StorageError *err) {
+        if (d->fd < 0)
+                return 0;
+        if (fstatat(d->fd, name, st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : se_errno(err, errno, "Cannot stat %s/%s", d->path, name);
+        if (S_ISLNK(st->st_mode))
+                return se_set(err, SE_FAILED, "%s/%s is a symbolic link: never followed under a pool", d->path, name);
+        return 1;
+}
+
+int fo_open_at(const FoDir *d, const char *name, int flags, StorageError *err) {
+        if (d->fd < 0)
+                return se_errno(err, ENOENT, "Cannot open %s/%s", d->path, name);
+        int fd = openat(d->fd, name, flags | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0 && errno == ELOOP)
+                return se_set(err, SE_FAILED, "Cannot open %s/%s: it is a symbolic link (never followed under a pool)",
+                              d->path, name);
+        if (fd < 0)
+                return se_errno(err, errno, "Cannot open %s/%s", d->path, name);
+        return fd;
+}
+
+int fo_allocated_at(const FoDir *d, const char *name, uint64_t *bytes, StorageError *err) {
+        struct stat st;
+        int r = fo_stat_at(d, name, &st, err);
+        *bytes = r > 0 ? (uint64_t) st.st_blocks * 512 : 0;
+        return r < 0 ? -1 : 0;
+}
+
+int fo_fsync_file_at(const FoDir *d, const char *name, StorageError *err) {
+        struct stat st;
+        int r = fo_stat_at(d, name, &st, err);
+        if (r <= 0)
+                return r;
+        _cleanup_fd_ int fd = fo_open_at(d, name, O_RDONLY, err);
+        if (fd < 0)
+                return -1;
+        if (fsync(fd) < 0)
+                return se_errno(err, errno, "Cannot sync %s/%s", d->path, name);
+        return 0;
+}
+
+int fo_resize_at(const FoDir *d, const char *name, uint64_t size, StorageError *err) {
+        if (size > INT64_MAX)
+                return se_errno(err, EFBIG, "Cannot resize %s/%s", d->path, name);
+        _cleanup_fd_ int fd = fo_open_at(d, name, O_WRONLY, err);
+        if (fd < 0)
+                return -1;
+        if (ftruncate(fd, (off_t) size) < 0)
+                return se_errno(err, errno, "Cannot resize %s/%s", d->path, name);
+        if (fsync(fd) < 0)
+                return se_errno(err, errno, "Cannot sync %s/%s", d->path, name);
+        return 0;
+}
+
+/* ---- atomic creation ---- */
 
 static int fill_and_flush(int fd, const char *path, FoFillFunc fill, void *userdata, StorageError *err) {
         if (fill(fd, path, userdata, err) < 0)
@@ -210,10 +405,10 @@ static int fill_and_flush(int fd, const char *path, FoFillFunc fill, void *userd
         return 0;
 }
 
-/* Links the unnamed file fd as path, never replacing: 0, 1 if path exists,
+/* Links the unnamed file fd as name, never replacing: 0, 1 if name exists,
  * -1 on error. */
-static int link_unnamed(int fd, const char *path, StorageError *err) {
-        if (linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH) == 0)
+static int link_unnamed(int fd, const FoDir *d, const char *name, const char *path, StorageError *err) {
+        if (linkat(fd, "", d->fd, name, AT_EMPTY_PATH) == 0)
                 return 0;
         if (errno == EEXIST)
                 return 1;
@@ -222,7 +417,7 @@ static int link_unnamed(int fd, const char *path, StorageError *err) {
         /* without CAP_DAC_READ_SEARCH: through /proc */
         char proc[64];
         snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-        if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0)
+        if (linkat(AT_FDCWD, proc, d->fd, name, AT_SYMLINK_FOLLOW) == 0)
                 return 0;
         return errno == EEXIST ? 1 : se_errno(err, errno, "Cannot create %s", path);
 }
@@ -231,45 +426,111 @@ static int link_unnamed(int fd, const char *path, StorageError *err) {
  * at any time, so a crash leaves nothing and no other writer's temporary
  * file is ever beside the target. Returns -2 when the filesystem has no
  * O_TMPFILE. */
-static int fill_unnamed(const char *dir, const char *path, FoFillFunc fill, void *userdata, StorageError *err) {
-        int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+static int fill_unnamed(const FoDir *d, const char *name, const char *path, FoFillFunc fill, void *userdata,
+                        StorageError *err) {
+        int fd = openat(d->fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
         if (fd < 0)
                 return errno == EISDIR || errno == EOPNOTSUPP || errno == EINVAL
                                ? -2
                                : se_errno(err, errno, "Cannot create a file for %s", path);
         int r = fill_and_flush(fd, path, fill, userdata, err);
         if (r == 0)
-                r = link_unnamed(fd, path, err);
+                r = link_unnamed(fd, d, name, path, err);
         close(fd);
         if (r != 0)
                 return r;
-        return fo_fsync_dir(dir, err);
+        return fsync(d->fd) < 0 ? se_errno(err, errno, "Cannot sync directory %s", d->path) : 0;
 }
 
-int fo_atomic_fill(const char *path, FoCreateMode mode, FoFillFunc fill, void *userdata, StorageError *err) {
-        g_autofree char *dir = g_path_get_dirname(path);
-        g_autofree char *base = g_path_get_basename(path);
-        if (fo_mkdir_p(dir, err) < 0)
-                return -1;
+int fo_make_unique_at(const FoDir *d, const char *prefix, char **made, StorageError *err) {
+        static const char alnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        if (d->fd < 0)
+                return missing_dir(d, prefix, err);
+        for (int attempt = 0; attempt < 100; attempt++) {
+                char x[7];
+                for (int i = 0; i < 6; i++)
+                        x[i] = alnum[g_random_int_range(0, (gint32) sizeof(alnum) - 1)];
+                x[6] = '\0';
+                g_autofree char *candidate = g_strconcat(prefix, x, NULL);
+                int fd = openat(d->fd, candidate, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (fd >= 0) {
+                        *made = g_steal_pointer(&candidate);
+                        return fd;
+                }
+                if (errno != EEXIST)
+                        return se_errno(err, errno, "Cannot create a file %s/%sXXXXXX", d->path, prefix);
+        }
+        return se_errno(err, EEXIST, "Cannot create a file %s/%sXXXXXX", d->path, prefix);
+}
+
+GPtrArray *fo_list_at(const FoDir *d) {
+        GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+        int fd = d->fd < 0 ? -1 : openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *dir = fd < 0 ? NULL : fdopendir(fd);
+        if (!dir) {
+                if (fd >= 0)
+                        close(fd);
+                return names;
+        }
+        struct dirent *e;
+        while ((e = readdir(dir)))
+                if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+                        g_ptr_array_add(names, g_strdup(e->d_name));
+        closedir(dir);
+        return names;
+}
+
+/* "<name>~XXXXXX", made with O_EXCL | O_NOFOLLOW. */
+static int make_temp(const FoDir *d, const char *name, char **tmp, StorageError *err) {
+        g_autofree char *prefix = g_strconcat(name, "~", NULL);
+        return fo_make_unique_at(d, prefix, tmp, err);
+}
+
+/* Moves tmp onto name: 0, or 1 if name exists and must not be replaced. */
+static int commit_temp(const FoDir *d, const char *tmp, const char *name, FoCreateMode mode, const char *path,
+                       StorageError *err) {
+        if (mode == FO_REPLACE) {
+                if (renameat(d->fd, tmp, d->fd, name) < 0)
+                        return se_errno(err, errno, "Cannot rename %s/%s to %s", d->path, tmp, name);
+                return 0;
+        }
+        if (renameat2(d->fd, tmp, d->fd, name, RENAME_NOREPLACE) == 0)
+                return 0;
+        if (errno == EEXIST)
+                return 1;
+        if (errno != EINVAL && errno != ENOSYS)
+                return se_errno(err, errno, "Cannot rename %s/%s to %s", d->path, tmp, name);
+        /* The filesystem has no RENAME_NOREPLACE: link() never replaces. */
+        if (linkat(d->fd, tmp, d->fd, name, 0) < 0)
+                return errno == EEXIST ? 1 : se_errno(err, errno, "Cannot create %s", path);
+        unlinkat(d->fd, tmp, 0);
+        return 0;
+}
+
+int fo_atomic_fill_at(const FoDir *d, const char *name, FoCreateMode mode, FoFillFunc fill, void *userdata,
+                      StorageError *err) {
+        g_autofree char *path = fo_dir_file(d, name);
+        if (d->fd < 0)
+                return missing_dir(d, name, err);
         if (mode == FO_NO_REPLACE) {
-                int r = fill_unnamed(dir, path, fill, userdata, err);
+                int r = fill_unnamed(d, name, path, fill, userdata, err);
                 if (r != -2)
                         return r;
         }
-        g_autofree char *tmp = g_strdup_printf("%s/%s~XXXXXX", dir, base);
-        int fd = mkostemp(tmp, O_CLOEXEC);
+        g_autofree char *tmp = NULL;
+        int fd = make_temp(d, name, &tmp, err);
         if (fd < 0)
-                return se_errno(err, errno, "Cannot create a temporary file for %s", path);
+                return -1;
         int r = fill_and_flush(fd, path, fill, userdata, err);
         if (close(fd) < 0 && r == 0)
                 r = se_errno(err, errno, "Cannot write %s", path);
         if (r == 0)
-                r = commit_temp(tmp, path, mode, err);
+                r = commit_temp(d, tmp, name, mode, path, err);
         if (r != 0) {
-                unlink(tmp);
+                unlinkat(d->fd, tmp, 0);
                 return r;
         }
-        return fo_fsync_dir(dir, err);
+        return fsync(d->fd) < 0 ? se_errno(err, errno, "Cannot sync directory %s", d->path) : 0;
 }
 
 static int pwrite_all(int fd, const char *buf, size_t len, off_t off, const char *path, StorageError *err) {
@@ -296,17 +557,41 @@ static int fill_buffer(int fd, const char *path, void *userdata, StorageError *e
         return pwrite_all(fd, b->data, b->len, 0, path, err);
 }
 
-int fo_atomic_write(const char *path, const void *data, size_t len, StorageError *err) {
-        Buffer b = { data, len };
-        return fo_atomic_fill(path, FO_REPLACE, fill_buffer, &b, err);
-}
-
 static int fill_truncate(int fd, const char *path, void *userdata, StorageError *err) {
         uint64_t size = *(const uint64_t *) userdata;
         if (size > INT64_MAX || ftruncate(fd, (off_t) size) < 0)
                 return se_errno(err, size > INT64_MAX ? EFBIG : errno, "Cannot create %s of %" PRIu64 " bytes",
                                 path, size);
         return 0;
+}
+
+int fo_sparse_create_at(const FoDir *d, const char *name, uint64_t size, FoCreateMode mode, StorageError *err) {
+        return fo_atomic_fill_at(d, name, mode, fill_truncate, &size, err);
+}
+
+/* ---- the same by path (directories the service names, not a pool's) ---- */
+
+/* Opens the directory of path (made first when create); *name: its basename. */
+static int parent_open(const char *path, bool create, FoDir *d, char **name, StorageError *err) {
+        g_autofree char *dir = g_path_get_dirname(path);
+        *name = g_path_get_basename(path);
+        *d = (FoDir) FO_DIR_INIT;
+        if (create && fo_mkdir_p(dir, err) < 0)
+                return -1;
+        return fo_dir_open(d, dir, NULL, false, err);
+}
+
+int fo_atomic_fill(const char *path, FoCreateMode mode, FoFillFunc fill, void *userdata, StorageError *err) {
+        g_auto(FoDir) d = FO_DIR_INIT;
+        g_autofree char *name = NULL;
+        if (parent_open(path, true, &d, &name, err) < 0)
+                return -1;
+        return fo_atomic_fill_at(&d, name, mode, fill, userdata, err);
+}
+
+int fo_atomic_write(const char *path, const void *data, size_t len, StorageError *err) {
+        Buffer b = { data, len };
+        return fo_atomic_fill(path, FO_REPLACE, fill_buffer, &b, err);
 }
 
 int fo_sparse_create(const char *path, uint64_t size, FoCreateMode mode, StorageError *err) {
@@ -425,16 +710,28 @@ static int fill_copy(int fd, const char *path, void *userdata, StorageError *err
         return sparse_copy(c, err);
 }
 
-int fo_copy(const char *src, const char *dst, bool *reflinked, StorageError *err) {
-        _cleanup_fd_ int fd = open(src, O_RDONLY | O_CLOEXEC);
+int fo_copy_at(const FoDir *sd, const char *sname, const FoDir *dd, const char *dname, bool *reflinked,
+               StorageError *err) {
+        g_autofree char *src = fo_dir_file(sd, sname);
+        g_autofree char *dst = fo_dir_file(dd, dname);
+        _cleanup_fd_ int fd = fo_open_at(sd, sname, O_RDONLY, err);
         if (fd < 0)
-                return se_errno(err, errno, "Cannot open %s", src);
+                return -1;
         Copy c = { .src = fd, .dst = -1, .src_path = src, .dst_path = dst };
-        if (fo_atomic_fill(dst, FO_REPLACE, fill_copy, &c, err) < 0)
+        if (fo_atomic_fill_at(dd, dname, FO_REPLACE, fill_copy, &c, err) < 0)
                 return -1;
         if (reflinked)
                 *reflinked = c.reflinked;
         return 0;
+}
+
+int fo_copy(const char *src, const char *dst, bool *reflinked, StorageError *err) {
+        g_auto(FoDir) sd = FO_DIR_INIT;
+        g_auto(FoDir) dd = FO_DIR_INIT;
+        g_autofree char *sname = NULL, *dname = NULL;
+        if (parent_open(src, false, &sd, &sname, err) < 0 || parent_open(dst, true, &dd, &dname, err) < 0)
+                return -1;
+        return fo_copy_at(&sd, sname, &dd, dname, reflinked, err);
 }
 
 /* ---- loop devices ---- */
@@ -457,10 +754,29 @@ static int loop_update(const char *dev, StorageError *err) {
         return 0;
 }
 
+static int loop_set_capacity_real(const char *real, StorageError *err);
+
 int fo_loop_set_capacity(const char *path, StorageError *err) {
         g_autofree char *real = realpath(path, NULL);
         if (!real)
                 return se_errno(err, errno, "Cannot resolve %s", path);
+        return loop_set_capacity_real(real, err);
+}
+
+int fo_loop_set_capacity_at(const FoDir *d, const char *name, StorageError *err) {
+        _cleanup_fd_ int fd = fo_open_at(d, name, O_RDONLY, err);
+        if (fd < 0)
+                return -1;
+        char proc[64], real[PATH_MAX];
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(proc, real, sizeof(real) - 1);
+        if (n < 0)
+                return se_errno(err, errno, "Cannot resolve %s/%s", d->path, name);
+        real[n] = '\0';
+        return loop_set_capacity_real(real, err);
+}
+
+static int loop_set_capacity_real(const char *real, StorageError *err) {
         _cleanup_dir_ DIR *d = opendir("/sys/block");
         if (!d)
                 return 0;

@@ -19,6 +19,49 @@
 #include "storage-error.h"
 #include "test-seam.h"
 
+/* ---- files under a pool, relative to a directory fd ----
+ *
+ * A pool's files are reached through an FoDir: its VM directory opened below
+ * the pool directory without following any symbolic link (openat2 with
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS where the kernel has it, else one
+ * component at a time with O_NOFOLLOW), and every file in it is opened,
+ * made, renamed or deleted relative to that fd with O_NOFOLLOW: a link
+ * planted anywhere under the pool is never followed (a link where a file is
+ * expected is an error, SE_FAILED). fd -1 means "the directory does not
+ * exist": then a file in it is missing (stat 0, remove fine) and creating one
+ * fails. */
+typedef struct FoDir {
+        int fd;
+        char *path; /* for messages and paths handed out */
+} FoDir;
+#define FO_DIR_INIT { -1, NULL }
+
+void fo_dir_close(FoDir *d);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(FoDir, fo_dir_close)
+/* rel: "appvms/work" (no "." or ".." components), or NULL for pool_dir
+ * itself. create: missing levels of rel are made (pool_dir must exist). */
+int fo_dir_open(FoDir *d, const char *pool_dir, const char *rel, bool create, StorageError *err);
+char *fo_dir_file(const FoDir *d, const char *name);
+
+int fo_stat_at(const FoDir *d, const char *name, struct stat *st, StorageError *err);
+/* O_NOFOLLOW | O_CLOEXEC added; -1 with err set (also when missing). */
+int fo_open_at(const FoDir *d, const char *name, int flags, StorageError *err);
+int fo_remove_at(const FoDir *d, const char *name, StorageError *err);
+int fo_rename_at(const FoDir *d, const char *from, const char *to, StorageError *err);
+int fo_rmdir_at(const FoDir *d, const char *name, StorageError *err);
+int fo_allocated_at(const FoDir *d, const char *name, uint64_t *bytes, StorageError *err);
+int fo_fsync_file_at(const FoDir *d, const char *name, StorageError *err);
+int fo_resize_at(const FoDir *d, const char *name, uint64_t size, StorageError *err);
+int fo_loop_set_capacity_at(const FoDir *d, const char *name, StorageError *err);
+/* Makes a new file prefix + 6 random letters/digits (O_EXCL, O_NOFOLLOW) and
+ * returns it open read-write; *made: its name. */
+int fo_make_unique_at(const FoDir *d, const char *prefix, char **made, StorageError *err);
+/* The entries of the directory (names, g_free); empty when it is missing or
+ * unreadable. */
+GPtrArray *fo_list_at(const FoDir *d);
+
+/* ---- by path ---- */
+
 int fo_fsync_dir(const char *dir, StorageError *err);
 
 /* One level; an existing directory is fine. Syncs the parent when created. */
@@ -37,6 +80,7 @@ int fo_remove_temps(const char *path, StorageError *err);
 /* Deletes every entry of dir (files only) for which match() says true. */
 typedef bool (*FoMatchFunc)(const char *entry, void *userdata);
 int fo_remove_matching(const char *dir, FoMatchFunc match, void *userdata, StorageError *err);
+int fo_remove_matching_at(const FoDir *d, FoMatchFunc match, void *userdata, StorageError *err);
 
 typedef enum FoCreateMode {
         FO_REPLACE,     /* an existing file is replaced */
@@ -54,6 +98,9 @@ typedef int (*FoFillFunc)(int fd, const char *path, void *userdata, StorageError
  * data, 1 when mode is FO_NO_REPLACE and path already existed (nothing
  * changed), -1 on error. The temporary file never survives the call. */
 int fo_atomic_fill(const char *path, FoCreateMode mode, FoFillFunc fill, void *userdata, StorageError *err);
+int fo_atomic_fill_at(const FoDir *d, const char *name, FoCreateMode mode, FoFillFunc fill, void *userdata,
+                      StorageError *err);
+int fo_sparse_create_at(const FoDir *d, const char *name, uint64_t size, FoCreateMode mode, StorageError *err);
 int fo_atomic_write(const char *path, const void *data, size_t len, StorageError *err);
 /* A sparse file of size bytes; same return values as fo_atomic_fill. */
 int fo_sparse_create(const char *path, uint64_t size, FoCreateMode mode, StorageError *err);
@@ -86,6 +133,8 @@ bool fo_ficlone_may_fall_back(int e);
  * or EXDEV a sparse-aware copy (holes stay holes, the size is exact); any other
  * errno fails the copy. *reflinked (may be NULL) tells which happened. */
 int fo_copy(const char *src, const char *dst, bool *reflinked, StorageError *err);
+int fo_copy_at(const FoDir *sd, const char *sname, const FoDir *dd, const char *dname, bool *reflinked,
+               StorageError *err);
 
 /* Lexical normalisation of a path ("//", "." and ".." removed), like
  * Python's os.path.normpath. */

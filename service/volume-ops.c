@@ -166,7 +166,13 @@ static void op_work(Task *t) {
          * leftovers the next Create replaces; a volume started by an earlier
          * run, which its next Start recovers). */
         bool recorded = false;
-        if (!v->discovered && (op->kind == VOP_REMOVE || (op->kind == VOP_START && !op->started))) {
+        bool first_start = op->kind == VOP_START && !op->started;
+        if (first_start && !v->discovered && d->volume_verify(v->pool->drv, op->spec, &op->err) < 0) {
+                /* refused before anything is written (a missing image) */
+                d->volume_query(v->pool->drv, op->spec, &op->info, NULL);
+                return;
+        }
+        if (!v->discovered && (op->kind == VOP_REMOVE || first_start)) {
                 int w = op->kind == VOP_REMOVE
                                 ? store_remove_volume(model_state_dir, v->pool->name, op->spec->vid, &serr)
                                 : store_save_volume(model_state_dir, v->pool->name, op->spec, true, &serr);

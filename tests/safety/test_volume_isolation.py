@@ -188,6 +188,42 @@ class VolumeIsolationTest(ReflinkTestCase):
                 self.start(src)
                 self.stop(src)
 
+    # ---- (f) nothing under a pool is reached through a symbolic link ----------
+
+    def test_symlinked_vm_dir_not_followed(self):
+        outside = os.path.join(self.tmp, 'outside')
+        os.makedirs(outside)
+        for pool, d in self.pools():
+            with self.subTest(pool=pool):
+                os.symlink(outside, os.path.join(d, 'appvms', 'evil'))
+                self.assertDBusError('Failed', self.create_volume, pool,
+                                     dict(name='private', vm='evil', size=MiB, rw=True, save_on_stop=True))
+                self.assertEqual(os.listdir(outside), [], 'a file was created through the symbolic link')
+
+    def test_symlinked_image_not_followed(self):
+        target = os.path.join(self.tmp, 'precious')
+        with open(target, 'wb') as f:
+            f.write(b'not a volume' * 1000)
+        before = digest(target)
+        for pool, d in self.pools():
+            with self.subTest(pool=pool):
+                vpath = self.create_volume(pool, dict(name='private', vm='sym', size=MiB, rw=True,
+                                                      save_on_stop=True))
+                img = os.path.join(d, 'appvms/sym/private.img')
+                os.unlink(img)
+                os.symlink(target, img)
+                # reading through the link, resizing it or starting from it
+                # would touch a file outside the pool: each call fails instead
+                for call in (lambda: self.resize(vpath, 2 * MiB), lambda: self.start(vpath)):
+                    try:
+                        call()
+                    except Exception:  # noqa: BLE001 - any refusal is fine; the file must be untouched
+                        pass
+                self.assertEqual(digest(target), before, 'a file outside the pool was changed through a link')
+                self.assertEqual(os.path.getsize(target), 12000)
+                self.assertTrue(os.path.islink(img))
+                os.unlink(img)
+
 
 if __name__ == '__main__':
     main()

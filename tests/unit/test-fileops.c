@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/vfs.h>
+#include <unistd.h>
 
 #define MiB (1024 * 1024)
 
@@ -375,6 +376,54 @@ static bool started_as_subprocess(int argc, char **argv) {
         return false;
 }
 
+/* ---- below a pool: no symbolic link is ever followed ---- */
+
+static void test_dir_beneath(Fixture *fx, gconstpointer data) {
+        g_autofree char *outside = in(fx, "outside");
+        g_autofree char *pool = in(fx, "pool");
+        g_autofree char *appvms = in(fx, "pool/appvms");
+        g_autofree char *link = in(fx, "pool/appvms/evil");
+        tu_assert_ok(fo_mkdir(outside, &fx->err), &fx->err);
+        tu_assert_ok(fo_mkdir_p(appvms, &fx->err), &fx->err);
+        g_assert_cmpint(symlink(outside, link), ==, 0);
+
+        g_auto(FoDir) d = FO_DIR_INIT;
+        tu_assert_ok(fo_dir_open(&d, pool, "appvms/work", false, &fx->err), &fx->err);
+        g_assert_cmpint(d.fd, ==, -1); /* missing, not made */
+        struct stat st;
+        g_assert_cmpint(fo_stat_at(&d, "x.img", &st, &fx->err), ==, 0);
+        g_assert_cmpint(fo_sparse_create_at(&d, "x.img", MiB, FO_REPLACE, &fx->err), ==, -1);
+        tu_assert_error(&fx->err, SE_FAILED, "x.img", NULL);
+        fo_dir_close(&d);
+
+        tu_assert_ok(fo_dir_open(&d, pool, "appvms/work", true, &fx->err), &fx->err);
+        g_assert_cmpint(d.fd, >=, 0);
+        tu_assert_ok(fo_sparse_create_at(&d, "x.img", MiB, FO_REPLACE, &fx->err), &fx->err);
+        fo_dir_close(&d);
+
+        for (int create = 0; create <= 1; create++) {
+                g_assert_cmpint(fo_dir_open(&d, pool, "appvms/evil", create, &fx->err), ==, -1);
+                tu_assert_error(&fx->err, SE_FAILED, "appvms/evil", "symbolic link", NULL);
+                fo_dir_close(&d);
+        }
+
+        /* a link where a file is expected */
+        g_autofree char *target = in(fx, "outside/precious");
+        g_autofree char *img_link = in(fx, "pool/appvms/work/y.img");
+        tu_write_file(target, "precious");
+        g_assert_cmpint(symlink(target, img_link), ==, 0);
+        tu_assert_ok(fo_dir_open(&d, pool, "appvms/work", false, &fx->err), &fx->err);
+        g_assert_cmpint(fo_stat_at(&d, "y.img", &st, &fx->err), ==, -1);
+        tu_assert_error(&fx->err, SE_FAILED, "symbolic link", NULL);
+        g_assert_cmpint(fo_resize_at(&d, "y.img", MiB, &fx->err), ==, -1);
+        tu_assert_error(&fx->err, SE_FAILED, "y.img", NULL);
+        g_assert_cmpint(fo_copy_at(&d, "y.img", &d, "z.img", NULL, &fx->err), ==, -1);
+        tu_assert_error(&fx->err, SE_FAILED, "y.img", NULL);
+        g_assert_cmpuint(tu_size(target), ==, 8);
+        g_autofree char *z = in(fx, "pool/appvms/work/z.img");
+        g_assert_false(tu_exists(z));
+}
+
 int main(int argc, char **argv) {
         static const SeamCase ebadf = { EBADF, true }, einval = { EINVAL, true }, eopnotsupp = { EOPNOTSUPP, true },
                               exdev = { EXDEV, true }, eio = { EIO, false }, enospc = { ENOSPC, false };
@@ -404,6 +453,7 @@ int main(int argc, char **argv) {
         add_seam_case(&eio, "EIO");
         add_seam_case(&enospc, "ENOSPC");
         ADD("/fileops/loop-no-device", test_loop_no_device);
+        ADD("/fileops/dir-beneath", test_dir_beneath);
         g_test_add_func("/fileops/normpath", test_normpath);
         g_test_add_func("/fileops/iso8601", test_iso8601);
         g_test_add_func("/fileops/config-dir-path", test_config_dir_path);
