@@ -805,32 +805,7 @@ SLICE_EXTRA = [
 # Slice cases that fail on main today: listed, not silently dropped. The slice
 # prints each one it leaves out, --known runs them too, --full always does.
 # key: (driver, op, 'syscall', group) or (driver, op, 'random', None).
-KNOWN_FAILING = {
-    ('file', 'CreateVolume', 'syscall', 'fsync'): 'image without record: re-creating the vid fails with AlreadyExists',
-    ('file', 'CreateVolume', 'random', None): 'image without record: re-creating the vid fails with AlreadyExists',
-    ('file', 'ImportVolume', 'random', None): '-import.img left after the next Start',
-    ('file', 'Remove', 'syscall', 'fsync'): 'listed volume without its image',
-    ('file', 'Remove', 'random', None): 'listed volume without its image',
-    ('file-reflink', 'Remove', 'random', None): 'listed volume without its image',
-    ('file', 'Start', 'syscall', 'rename'): '-cow.img~XXXXXX left after the next Start',
-    ('file', 'Start', 'syscall', 'unlink'): '-cow.img~XXXXXX left after the next Start',
-    ('file', 'Start', 'syscall', 'fsync'): '-cow.img~XXXXXX left after the next Start',
-    ('file', 'Start', 'random', None): '-cow.img~XXXXXX left after the next Start',
-    ('file', 'ImportBegin', 'syscall', 'unlink'): '-import.img left after the next Start',
-    ('file', 'ImportBegin', 'random', None): '-import.img left after the next Start',
-    ('file', 'ImportEnd', 'syscall', 'rename'): '-import.img left after the next Start',
-    ('file', 'ImportEnd', 'syscall', 'fsync'): '-import.img left after the next Start',
-    ('file', 'ImportEnd', 'random', None): '-import.img left after the next Start',
-    ('file', 'Import', 'random', None): '-import.img left after the next Start',
-    ('file-reflink', 'Stop', 'syscall', 'rename'): 'revision temp <name>.img.N@<time>Z~XXXXXX left after the next Start',
-    ('file-reflink', 'Stop', 'syscall', 'fsync'): 'revision temp <name>.img.N@<time>Z~XXXXXX left after the next Start',
-    ('file-reflink', 'Stop', 'syscall', 'ioctl'): 'revision temp <name>.img.N@<time>Z~XXXXXX left after the next Start',
-    ('file-reflink', 'Stop', 'random', None): 'revision temp <name>.img.N@<time>Z~XXXXXX left after the next Start',
-    ('file-reflink', 'Export', 'syscall', 'unlink'): '.reflink-probe~XXXXXX left in the VM directory',
-    ('file-reflink', 'Export', 'random', None): '.reflink-probe~XXXXXX left in the VM directory',
-    ('file-reflink', 'ImportVolume', 'syscall', 'unlink'): '.reflink-probe~XXXXXX left in the VM directory',
-    ('file-reflink', 'ImportVolume', 'random', None): '.reflink-probe~XXXXXX left in the VM directory',
-}
+KNOWN_FAILING = {}
 
 
 def known_key(driver, op, kill):
