@@ -22,13 +22,19 @@ static bool cancelled(CopyProgress *p) {
         return p && atomic_load(&p->cancelled);
 }
 
-/* Waits until in is readable or the copy is cancelled. */
+/* Waits until in is readable, the copy is cancelled (-ECANCELED) or in has
+ * been silent for the idle timeout (-ETIMEDOUT). */
 static int wait_readable(int in, CopyProgress *p) {
         struct pollfd fds[2] = { { .fd = in, .events = POLLIN }, { .fd = p ? p->cancel_fd : -1, .events = POLLIN } };
+        unsigned silent_sec = 0;
         for (;;) {
                 if (cancelled(p))
                         return -ECANCELED;
+                if (p && p->idle_timeout_sec > 0 && silent_sec >= p->idle_timeout_sec)
+                        return -ETIMEDOUT;
                 int n = poll(fds, p && p->cancel_fd >= 0 ? 2 : 1, 1000);
+                if (n == 0)
+                        silent_sec++;
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
@@ -146,6 +152,10 @@ int stream_copy(int in, int out, uint64_t size, bool check_eof, CopyProgress *p,
         free(buf);
         if (r == -ECANCELED)
                 return se_set(err, SE_CANCELLED, "cancelled after %" PRIu64 " of %" PRIu64 " bytes", copied, size);
+        if (r == -ETIMEDOUT)
+                return se_set(err, SE_IMPORT_FAILED,
+                              "no data for %u s (copied %" PRIu64 " of %" PRIu64 " bytes): the import gave up",
+                              p->idle_timeout_sec, copied, size);
         if (r < 0)
                 return se_errno(err, -r, "Copy failed after %" PRIu64 " bytes", copied);
         if (fdatasync(out) < 0 && errno != EINVAL)

@@ -4,6 +4,8 @@
 #include <glib.h>
 #include <string.h>
 
+#include "caller-limits.h"
+#include "caller-uid.h"
 #include "errors.h"
 #include <systemd/sd-event.h>
 #include "macros.h"
@@ -25,6 +27,8 @@ typedef struct Ask {
 
 struct Query {
         sd_bus_message *request;
+        char *sender;
+        uid_t uid;
         char *asked;     /* action and details as asked: what an answer is for */
         GPtrArray *asks; /* Ask*, one per set of details */
         unsigned waiting;
@@ -46,6 +50,7 @@ static void query_free(Query *q) {
         sd_event_source_disable_unref(q->reaper);
         g_ptr_array_unref(q->asks);
         sd_bus_message_unref(q->request);
+        g_free(q->sender);
         g_free(q->asked);
         g_free(q->why);
         g_free(q);
@@ -146,7 +151,32 @@ static int send_check(sd_bus *bus, const char *sender, const char *action, const
         return r;
 }
 
-static int ask_polkit(sd_bus_message *m, const char *action, const char *const *const *details, size_t n,
+/* Calls of the caller (and of its uid) waiting for polkit: each holds its
+ * message and the fds it carries. */
+static int check_pending_limits(const char *sender, uid_t uid, sd_bus_error *error) {
+        unsigned by_name = 0, by_uid = 0;
+        GHashTableIter it;
+        gpointer v;
+        g_hash_table_iter_init(&it, queries);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+                Query *q = v;
+                if (q->result != 0)
+                        continue;
+                by_name += strcmp(q->sender, sender) == 0;
+                by_uid += q->uid == uid;
+        }
+        if (by_name >= LIMIT_PENDING_PER_NAME)
+                return error_set(error, SE_LIMITS_EXCEEDED,
+                                 "Caller %s has %u calls waiting for authorization already (at most %u)", sender,
+                                 by_name, LIMIT_PENDING_PER_NAME);
+        if (by_uid >= LIMIT_PENDING_PER_UID)
+                return error_set(error, SE_LIMITS_EXCEEDED,
+                                 "uid %u has %u calls waiting for authorization already (at most %u)", (unsigned) uid,
+                                 by_uid, LIMIT_PENDING_PER_UID);
+        return 0;
+}
+
+static int ask_polkit(sd_bus_message *m, uid_t uid, const char *action, const char *const *const *details, size_t n,
                       char *asked, bool interactive, sd_bus_error *error) {
         sd_bus *bus = sd_bus_message_get_bus(m);
         const char *sender = sd_bus_message_get_sender(m);
@@ -154,8 +184,15 @@ static int ask_polkit(sd_bus_message *m, const char *action, const char *const *
                 g_free(asked);
                 return deny(action, "the caller has no bus name", error);
         }
+        int r = check_pending_limits(sender, uid, error);
+        if (r < 0) {
+                g_free(asked);
+                return r;
+        }
         Query *q = g_new0(Query, 1);
         q->request = sd_bus_message_ref(m);
+        q->sender = g_strdup(sender);
+        q->uid = uid;
         q->asked = asked;
         q->asks = g_ptr_array_new_with_free_func((GDestroyNotify) ask_free);
         /* no details at all (an empty batch): one question without them */
@@ -197,17 +234,14 @@ int auth_check_each(sd_bus_message *m, const char *action, const char *const *co
         }
         if (refusing)
                 return error_set(error, SE_FAILED, "%s: %s refused", refusing, sd_bus_message_get_member(m));
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         uid_t uid;
-        int r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
-        if (r >= 0)
-                r = sd_bus_creds_get_euid(creds, &uid);
-        if (r < 0)
-                return deny(action, "the caller's uid is unknown", error);
+        int r = caller_uid(m, &uid, error);
+        if (r <= 0)
+                return r;
         if (uid == 0)
                 return 1;
         bool interactive = !no_user_interaction && sd_bus_message_get_allow_interactive_authorization(m) > 0;
-        return ask_polkit(m, action, details, n, g_steal_pointer(&asked), interactive, error);
+        return ask_polkit(m, uid, action, details, n, g_steal_pointer(&asked), interactive, error);
 }
 
 int auth_check(sd_bus_message *m, const char *action, const char *const *details, bool no_user_interaction,
@@ -219,8 +253,9 @@ unsigned auth_pending(void) {
         unsigned n = 0;
         GHashTableIter it;
         gpointer q;
+        n = caller_uid_waiting();
         if (!queries)
-                return 0;
+                return n;
         g_hash_table_iter_init(&it, queries);
         while (g_hash_table_iter_next(&it, NULL, &q))
                 n += ((Query *) q)->result == 0;
@@ -234,6 +269,7 @@ void auth_refuse_new(const char *why) {
 
 void auth_shutdown(void) {
         g_clear_pointer(&refusing, g_free);
+        caller_uid_shutdown();
         if (queries)
                 g_hash_table_destroy(queries);
         queries = NULL;

@@ -12,7 +12,9 @@
 
 #include "auth.h"
 #include "bus-job.h"
+#include "caller-uid.h"
 #include "errors.h"
+#include "caller-limits.h"
 #include "macros.h"
 #include "options.h"
 
@@ -75,12 +77,12 @@ static int method_cancel(sd_bus_message *m, void *userdata, sd_bus_error *error)
         int r = read_options(m, &o, false, object, error);
         if (r < 0)
                 return r;
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         uid_t uid = (uid_t) -1;
-        if (sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds) >= 0)
-                sd_bus_creds_get_euid(creds, &uid);
-        /* Unknown uids never match: a caller whose uid is unknown is refused,
-         * and a job whose starter is unknown is nobody's own job. */
+        r = caller_uid(m, &uid, error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        /* Unknown uids never match: a caller whose uid is unknown is refused
+         * (caller_uid), and a job whose starter is unknown is nobody's own. */
         if (uid == (uid_t) -1)
                 return error_set(error, SE_NOT_AUTHORIZED, "Not authorized for %s: the caller's uid is unknown (job %u)",
                                  ACTION_CANCEL_JOB, j->id);
@@ -149,10 +151,11 @@ BusJob *bus_job_start(sd_bus_message *m, const char *operation, const char *obje
         j->start_usec = clock_usec(CLOCK_REALTIME);
         j->last_usec = clock_usec(CLOCK_MONOTONIC);
         j->progress.cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        j->progress.idle_timeout_sec = limits_import_idle_sec;
+        /* known: the call was authorized, which needed it */
         j->uid = (uid_t) -1;
-        if (sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds) >= 0)
-                sd_bus_creds_get_euid(creds, &j->uid);
+        j->owner = g_strdup(sd_bus_message_get_sender(m));
+        caller_uid_cached(j->owner, &j->uid);
         if (sd_bus_track_new(bus, &j->track, on_owner_gone, j) >= 0)
                 sd_bus_track_add_sender(j->track, m);
         sd_bus_add_object_vtable(bus, &j->slot, j->path, JOB_INTERFACE, job_vtable, j);
@@ -188,8 +191,36 @@ void bus_job_finish(BusJob *j, const StorageError *err) {
         j->track = sd_bus_track_unref(j->track);
         close(j->progress.cancel_fd);
         sd_bus_unref(j->bus);
+        g_free(j->owner);
         g_strfreev(j->objects);
         g_free(j->operation);
         g_free(j->path);
         g_free(j);
+}
+
+int bus_job_check_limits(sd_bus_message *m, sd_bus_error *error) {
+        const char *sender = sd_bus_message_get_sender(m);
+        uid_t uid;
+        if (caller_uid_cached(sender, &uid) < 0)
+                return error_set(error, SE_NOT_AUTHORIZED, "Not authorized: the uid of caller %s is unknown",
+                                 sender ? sender : "(none)");
+        if (uid == 0)
+                return 0;
+        unsigned by_name = 0, by_uid = 0;
+        GHashTableIter it;
+        gpointer key;
+        if (running)
+                g_hash_table_iter_init(&it, running);
+        while (running && g_hash_table_iter_next(&it, &key, NULL)) {
+                BusJob *j = key;
+                by_name += g_strcmp0(j->owner, sender) == 0;
+                by_uid += j->uid == uid;
+        }
+        if (by_name >= LIMIT_JOBS_PER_NAME)
+                return error_set(error, SE_LIMITS_EXCEEDED, "Caller %s runs %u jobs already (at most %u)", sender,
+                                 by_name, LIMIT_JOBS_PER_NAME);
+        if (by_uid >= LIMIT_JOBS_PER_UID)
+                return error_set(error, SE_LIMITS_EXCEEDED, "uid %u runs %u jobs already (at most %u)", (unsigned) uid,
+                                 by_uid, LIMIT_JOBS_PER_UID);
+        return 0;
 }

@@ -15,7 +15,8 @@ typedef struct BusJob {
         char *operation;          /* volume-import, volume-clone, ... */
         char **objects;
         uint64_t start_usec;      /* CLOCK_REALTIME */
-        uid_t uid;                /* of the caller that started it */
+        uid_t uid;                /* of the caller that started it; -1: unknown */
+        char *owner;              /* its unique bus name */
         bool cancelable;
         uint64_t total;           /* bytes */
         double progress_value;
@@ -30,6 +31,9 @@ typedef struct BusJob {
 
 /* Publishes a job for the call m about object (a volume path). */
 BusJob *bus_job_start(sd_bus_message *m, const char *operation, const char *object, uint64_t total);
+/* 0 when the caller of m (authorized already) may start one more job;
+ * else LimitsExceeded (service/caller-limits.h; uid 0 has no limit). */
+int bus_job_check_limits(sd_bus_message *m, sd_bus_error *error);
 /* Emits Completed (err NULL or SE_OK: success), unpublishes and frees. */
 void bus_job_finish(BusJob *j, const StorageError *err);
 /* Cancels every running job (the service is stopping): each stops at its

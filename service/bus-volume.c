@@ -11,6 +11,8 @@
 #include "auth.h"
 #include "bus-job.h"
 #include "bus.h"
+#include "caller-limits.h"
+#include "caller-uid.h"
 #include "callers.h"
 #include "errors.h"
 #include "macros.h"
@@ -285,6 +287,11 @@ static int method_import(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (r <= 0)
                 return r < 0 ? r : 1;
         op->size = size;
+        r = bus_job_check_limits(m, error);
+        if (r < 0) {
+                volume_op_free(op);
+                return r;
+        }
         op->fd = take_input_fd(fd, v, error);
         if (op->fd < 0) {
                 volume_op_free(op);
@@ -292,6 +299,36 @@ static int method_import(sd_bus_message *m, void *userdata, sd_bus_error *error)
         }
         BusJob *job = bus_job_start(m, "volume-import", v->object_path, size ? size : v->info.size);
         return submit_call(m, op, job);
+}
+
+/* Staged imports the caller (and its uid) holds, counted against the
+ * record of who staged what (service/callers.c). */
+static int check_import_limits(sd_bus_message *m, sd_bus_error *error) {
+        const char *sender = callers_owner_of(m);
+        uid_t uid;
+        if (caller_uid_cached(sender, &uid) < 0)
+                return error_set(error, SE_NOT_AUTHORIZED, "Not authorized: the uid of caller %s is unknown",
+                                 sender ? sender : "(none)");
+        if (uid == 0)
+                return 0;
+        unsigned by_name = callers_count(sender, HOLDING_IMPORT), by_uid = 0;
+        g_autoptr(GPtrArray) pools = model_pools();
+        for (guint i = 0; i < pools->len; i++) {
+                g_autoptr(GPtrArray) vols = pool_volumes_sorted(pools->pdata[i]);
+                for (guint j = 0; j < vols->len; j++) {
+                        Volume *v = vols->pdata[j];
+                        uid_t owner_uid;
+                        by_uid += v->import_path && caller_uid_cached(v->import_owner, &owner_uid) == 0 &&
+                                  owner_uid == uid;
+                }
+        }
+        if (by_name >= LIMIT_IMPORTS_PER_NAME)
+                return error_set(error, SE_LIMITS_EXCEEDED, "Caller %s has %u imports staged already (at most %u)",
+                                 sender, by_name, LIMIT_IMPORTS_PER_NAME);
+        if (by_uid >= LIMIT_IMPORTS_PER_UID)
+                return error_set(error, SE_LIMITS_EXCEEDED, "uid %u has %u imports staged already (at most %u)",
+                                 (unsigned) uid, by_uid, LIMIT_IMPORTS_PER_UID);
+        return 0;
 }
 
 static int method_import_begin(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -307,6 +344,11 @@ static int method_import_begin(sd_bus_message *m, void *userdata, sd_bus_error *
         if (r <= 0)
                 return r < 0 ? r : 1;
         op->size = size;
+        r = check_import_limits(m, error);
+        if (r < 0) {
+                volume_op_free(op);
+                return r;
+        }
         op->owner = g_strdup(callers_owner_of(m));
         return bus_submit_volume_op(m, op);
 }
@@ -341,6 +383,11 @@ static int method_import_volume(sd_bus_message *m, void *userdata, sd_bus_error 
         if (r <= 0)
                 return r < 0 ? r : 1;
         op->source = volume_ref(src);
+        r = bus_job_check_limits(m, error);
+        if (r < 0) {
+                volume_op_free(op);
+                return r;
+        }
         BusJob *job = bus_job_start(m, "volume-clone", v->object_path, src->info.size);
         return submit_call(m, op, job);
 }

@@ -15,6 +15,7 @@ struct TaskQueue {
 
 static struct {
         GThreadPool *pool;
+        GThreadPool *data_pool; /* streaming tasks */
         int efd;
         sd_event_source *source;
         GMutex lock;
@@ -72,7 +73,7 @@ static void dispatch(Task *t) {
         if (t->skip || !t->work)
                 post_finished(t);
         else
-                g_thread_pool_push(runner.pool, t, NULL);
+                g_thread_pool_push(t->streaming ? runner.data_pool : runner.pool, t, NULL);
 }
 
 void task_submit(Task *t, TaskQueue *q) {
@@ -121,19 +122,22 @@ static int on_eventfd(sd_event_source *s, int fd, uint32_t revents, void *userda
         return 0;
 }
 
-int tasks_init(sd_event *event, unsigned max_threads) {
+int tasks_init(sd_event *event, unsigned max_threads, unsigned data_threads) {
         runner.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (runner.efd < 0)
                 return -errno;
         g_queue_init(&runner.finished);
         runner.pool = g_thread_pool_new(worker, NULL, (gint) max_threads, FALSE, NULL);
+        runner.data_pool = g_thread_pool_new(worker, NULL, (gint) data_threads, FALSE, NULL);
         return sd_event_add_io(event, &runner.source, runner.efd, EPOLLIN, on_eventfd, NULL);
 }
 
 void tasks_shutdown(void) {
         if (runner.pool)
                 g_thread_pool_free(runner.pool, FALSE, TRUE);
-        runner.pool = NULL;
+        if (runner.data_pool)
+                g_thread_pool_free(runner.data_pool, FALSE, TRUE);
+        runner.pool = runner.data_pool = NULL;
         runner.source = sd_event_source_disable_unref(runner.source);
         if (runner.efd >= 0)
                 close(runner.efd);

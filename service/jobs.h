@@ -18,11 +18,16 @@ struct Task {
         /* Loop thread, after work; may free the task. */
         void (*done)(Task *t);
         bool skip;
+        /* Set before submitting: the work may take as long as a client
+         * makes it (a stream copy); it runs on the data workers, never
+         * holding a worker that short operations need. */
+        bool streaming;
         /* private */
         TaskQueue *queue;
 };
 
-int tasks_init(sd_event *event, unsigned max_threads);
+/* max_threads workers for short operations, data_threads for streaming. */
+int tasks_init(sd_event *event, unsigned max_threads, unsigned data_threads);
 void tasks_shutdown(void);
 
 TaskQueue *task_queue_new(void);

@@ -15,6 +15,7 @@
 #include "callers.h"
 #include "errors.h"
 #include "file-reflink.h"
+#include "caller-limits.h"
 #include "lvm-thin.h"
 #include "macros.h"
 #include "store.h"
@@ -22,7 +23,6 @@
 #include "validate.h"
 
 #define BUS_NAME "org.qubes.Storage1"
-#define WORKER_THREADS 16
 
 static struct {
         const char *bus;
@@ -38,6 +38,7 @@ static void usage(FILE *f) {
                 "  --state-dir DIR               state directory (default: $STATE_DIRECTORY or /var/lib/qubes-storage)\n"
                 "  --base-dir DIR                base of the default pools (default: /var/lib/qubes)\n"
                 "  --exit-idle SECONDS           exit after this long with nothing to do\n"
+                "  --import-idle-timeout SECONDS an Import whose stream stays silent this long fails (default 300)\n"
                 "  --version                     print the version\n");
 }
 
@@ -47,6 +48,7 @@ static int parse_args(int argc, char **argv) {
                 { "state-dir", required_argument, NULL, 's' },
                 { "base-dir", required_argument, NULL, 'd' },
                 { "exit-idle", required_argument, NULL, 'e' },
+                { "import-idle-timeout", required_argument, NULL, 'I' },
                 { "version", no_argument, NULL, 'V' },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -74,6 +76,17 @@ static int parse_args(int argc, char **argv) {
                                 return -EINVAL;
                         }
                         arg.exit_idle_usec = secs * USEC_PER_SEC;
+                        break;
+                }
+                case 'I': {
+                        char *end = NULL;
+                        unsigned long secs = strtoul(optarg, &end, 10);
+                        if (!*optarg || *end || secs == 0 || secs > 86400) {
+                                fprintf(stderr, "--import-idle-timeout takes a number of seconds (1-86400), not '%s'\n",
+                                        optarg);
+                                return -EINVAL;
+                        }
+                        limits_import_idle_sec = (unsigned) secs;
                         break;
                 }
                 case 'V':
@@ -303,6 +316,7 @@ int main(int argc, char **argv) {
         if (r < 0)
                 return EXIT_FAILURE;
         model_state_dir = arg.state_dir;
+        limits_raise_nofile();
         /* libblockdev sets environment variables: before any thread starts */
         if (lvm_thin_init() < 0)
                 fprintf(stderr, "LVM support is not available: lvm_thin pools will not work\n");
@@ -324,7 +338,7 @@ int main(int argc, char **argv) {
         if (r >= 0)
                 r = sd_event_add_signal(event, NULL, SIGINT, on_stop_signal, NULL);
         if (r >= 0)
-                r = tasks_init(event, WORKER_THREADS);
+                r = tasks_init(event, WORKER_THREADS, DATA_WORKER_THREADS);
         if (r >= 0)
                 r = usage_init(event);
         if (r < 0) {

@@ -266,6 +266,7 @@ VolumeOp *volume_op_new(VolumeOpKind kind, Volume *v, VolumeOpDone done, void *u
         op->task.work = op_work;
         op->task.done = op_done;
         op->kind = kind;
+        op->task.streaming = kind == VOP_IMPORT || kind == VOP_IMPORT_VOLUME;
         op->fd = -1;
         op->volume = volume_ref(v);
         op->done = done;
