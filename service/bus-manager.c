@@ -5,6 +5,7 @@
 
 #include "auth.h"
 #include "bus.h"
+#include "caller-uid.h"
 #include "errors.h"
 #include "macros.h"
 #include "options.h"
@@ -294,5 +295,7 @@ int bus_manager_register(sd_bus *bus) {
                 r = sd_bus_add_object_manager(bus, NULL, MANAGER_PATH);
         if (r >= 0)
                 r = sd_bus_add_node_enumerator(bus, NULL, POOLS_PATH, enumerate_objects, NULL);
+        if (r >= 0)
+                r = caller_uid_watch(bus);
         return r;
 }

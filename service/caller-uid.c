@@ -76,6 +76,13 @@ static int on_uid(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error
         return 0;
 }
 
+int caller_uid_watch(sd_bus *bus) {
+        if (owner_match)
+                return 0;
+        return sd_bus_match_signal_async(bus, &owner_match, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                         "org.freedesktop.DBus", "NameOwnerChanged", on_owner_changed, NULL, NULL);
+}
+
 int caller_uid(sd_bus_message *m, uid_t *uid, sd_bus_error *error) {
         const char *sender = sd_bus_message_get_sender(m);
         sd_bus *bus = sd_bus_message_get_bus(m);
@@ -83,9 +90,7 @@ int caller_uid(sd_bus_message *m, uid_t *uid, sd_bus_error *error) {
                 return error_set(error, SE_NOT_AUTHORIZED, "Not authorized: the caller has no bus name");
         if (!cache)
                 cache = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) entry_free);
-        if (!owner_match)
-                sd_bus_match_signal_async(bus, &owner_match, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                          "org.freedesktop.DBus", "NameOwnerChanged", on_owner_changed, NULL, NULL);
+        caller_uid_watch(bus);
         Entry *e = g_hash_table_lookup(cache, sender);
         if (e && e->known) {
                 *uid = e->uid;

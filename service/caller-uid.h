@@ -8,6 +8,10 @@
 #include <systemd/sd-bus.h>
 #include <sys/types.h>
 
+/* Starts watching names leave the bus (at start; caller_uid() does it
+ * otherwise on its first call). */
+int caller_uid_watch(sd_bus *bus);
+
 /* 1 with *uid set; 0 when m now waits for the answer (the handler returns at
  * once and runs again later); negative with *error set (LimitsExceeded when
  * the caller already has too many calls waiting). */
