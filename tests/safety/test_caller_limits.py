@@ -7,8 +7,9 @@
 - An Import whose pipe stays silent for the idle timeout (the service runs
   with --import-idle-timeout 2 here) fails with ImportFailed naming the volume,
   and leaves the volume as it was; one can also be cancelled (Job.Cancel).
-- An unprivileged caller (uid 65534, setpriv) running more Imports than it
-  may is refused with LimitsExceeded beyond LIMIT_JOBS_PER_NAME.
+- An unprivileged caller (uid 65534, setpriv) running more Imports, or
+  staging more imports (ImportBegin), than it may is refused with
+  LimitsExceeded beyond LIMIT_JOBS_PER_NAME / LIMIT_IMPORTS_PER_NAME.
 - An unprivileged caller (uid 65534, setpriv) flooding the service with calls
   that wait for polkit, each carrying 16 fds, is refused with LimitsExceeded
   beyond its limit; the service keeps its bus name and answers everyone; once
@@ -313,13 +314,11 @@ loop.run()
 '''
 
 
-class JobLimitTest(UnprivilegedBase):
-    """uid 65534, allowed to import, starts more Imports from silent pipes
-    than one caller may run: the ones beyond are LimitsExceeded at once, the
-    others run (their jobs are published)."""
+class ImportingBase(UnprivilegedBase):
+    """uid 65534 may import (polkit says yes to it); VOLUMES volumes."""
 
-    VOLUMES = 6
-    PER_NAME = 4   # service/caller-limits.h LIMIT_JOBS_PER_NAME
+    VOLUMES = 1
+    CLIENT = None
 
     def setUp(self):
         super().setUp()
@@ -334,7 +333,17 @@ class JobLimitTest(UnprivilegedBase):
                   'save_on_stop': systemtest.v('b', True)}, {}))
             self.paths.append(p)
         with open(self.script, 'w') as f:
-            f.write(IMPORT_CLIENT)
+            f.write(self.CLIENT)
+
+
+class JobLimitTest(ImportingBase):
+    """uid 65534, allowed to import, starts more Imports from silent pipes
+    than one caller may run: the ones beyond are LimitsExceeded at once, the
+    others run (their jobs are published)."""
+
+    VOLUMES = 6
+    PER_NAME = 4   # service/caller-limits.h LIMIT_JOBS_PER_NAME
+    CLIENT = IMPORT_CLIENT
 
     def jobs(self):
         (objs,) = systemtest.call(self.conn, systemtest.ROOT, systemtest.OBJECT_MANAGER, 'GetManagedObjects')
@@ -363,6 +372,62 @@ class JobLimitTest(UnprivilegedBase):
         client.kill()
         client.wait(30)
         systemtest.wait_until(lambda: not self.jobs(), 'the jobs of the departed caller to end')
+
+
+
+BEGIN_CLIENT = r'''
+import json, sys
+import gi
+gi.require_version('Gio', '2.0')
+from gi.repository import Gio, GLib
+req = json.loads(sys.argv[1])
+conn = Gio.DBusConnection.new_for_address_sync(req['address'],
+       Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)
+for path in req['paths']:
+    try:
+        v, fds = conn.call_with_unix_fd_list_sync('org.qubes.Storage1', path, 'org.qubes.Storage1.Volume',
+                                                  'ImportBegin', GLib.Variant('(ta{sv})', (0, {})), None,
+                                                  Gio.DBusCallFlags.NONE, 120 * 1000, None, None)
+        out = {'ok': True}
+    except GLib.Error as e:
+        out = {'error': Gio.DBusError.get_remote_error(e) or e.message}
+    print(json.dumps(out), flush=True)
+sys.stdin.readline()   # holds its staged imports until told to go
+'''
+
+
+class StagedImportLimitTest(ImportingBase):
+    """uid 65534 stages more imports (ImportBegin) than one caller may hold:
+    the ones beyond are LimitsExceeded, nothing is staged for them, and the
+    caller's staged imports are released when it leaves."""
+
+    VOLUMES = 10
+    PER_NAME = 8   # service/caller-limits.h LIMIT_IMPORTS_PER_NAME
+    CLIENT = BEGIN_CLIENT
+
+    def staged(self):
+        pools = os.path.join(self.world, 'pools', 'p', 'appvms', 'work')
+        return sorted(f for f in os.listdir(pools) if f.endswith('-import.img'))
+
+    def test_staged_imports_per_caller(self):
+        req = {'address': self.bus.address, 'paths': self.paths}
+        client = subprocess.Popen(['setpriv', f'--reuid={systemtest.NOBODY_UID}', f'--regid={systemtest.NOBODY_GID}',
+                                   '--clear-groups', systemtest.PYTHON, '-I', '-B', self.script, json.dumps(req)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  cwd='/', env={'PATH': '/usr/bin:/bin', 'HOME': '/nonexistent', 'LC_ALL': 'C.UTF-8'})
+        self.addCleanup(client.stderr.close)
+        self.addCleanup(client.stdout.close)
+        self.addCleanup(client.stdin.close)
+        self.addCleanup(lambda: client.poll() is None and client.kill())
+        answers = [json.loads(client.stdout.readline()) for _ in self.paths]
+        self.assertEqual([a.get('ok') for a in answers[:self.PER_NAME]], [True] * self.PER_NAME, answers)
+        self.assertEqual([a.get('error') for a in answers[self.PER_NAME:]],
+                         [LIMITS_EXCEEDED] * (self.VOLUMES - self.PER_NAME), answers)
+        self.assertEqual(len(self.staged()), self.PER_NAME)
+        client.stdin.write('\n')
+        client.stdin.flush()
+        client.wait(60)
+        systemtest.wait_until(lambda: not self.staged(), 'the departed caller\'s staged imports to be released')
 
 
 
