@@ -144,8 +144,12 @@ static void start_refresh(Pool *p) {
         task_submit(&u->task, NULL);
 }
 
+/* Pools whose refresh waits for its delay (each holds a reference to it). */
+static GPtrArray *delayed;
+
 static int on_delay(sd_event_source *s, uint64_t usec, void *userdata) {
         Pool *p = userdata;
+        g_ptr_array_remove_fast(delayed, p);
         p->usage_timer = sd_event_source_disable_unref(p->usage_timer);
         if (!p->removed)
                 start_refresh(p);
@@ -174,6 +178,9 @@ void pool_usage_request(Pool *p) {
                 return;
         }
         p->usage_timer = s;
+        if (!delayed)
+                delayed = g_ptr_array_new();
+        g_ptr_array_add(delayed, p);
 }
 
 void pool_usage_refresh(Pool *p, UsageDone done, void *userdata) {
@@ -206,7 +213,18 @@ int usage_init(sd_event *e) {
                                           on_period, NULL);
 }
 
+/* Stopping (SIGTERM, while the loop still runs): no more periodic reads, and
+ * a refresh waiting for its delay runs now, so that the RefreshUsage calls
+ * waiting on it are answered while the service drains. After the loop has
+ * ended nothing can run: the pools and their waiters go with the process. */
 void usage_shutdown(void) {
         periodic = sd_event_source_disable_unref(periodic);
+        bool running = event && sd_event_get_state(event) != SD_EVENT_FINISHED;
         event = NULL;
+        while (running && delayed && delayed->len > 0) {
+                Pool *p = delayed->pdata[delayed->len - 1];
+                on_delay(p->usage_timer, 0, p);
+        }
+        if (delayed && delayed->len == 0)
+                g_clear_pointer(&delayed, g_ptr_array_unref);
 }

@@ -33,6 +33,7 @@ import glob
 import os
 import random
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -605,7 +606,24 @@ def run(args):
             failures.append('the directory outside every pool changed:\n'
                             + storaged.snapshot_diff(world.outside_before, after))
         try:
+            # SIGTERM with calls in flight: each is still answered, and the
+            # exit frees what they hold
+            for _ in range(args.exit_burst):
+                send(n)
+            world.conn.flush_sync(None)
+            time.sleep(0.05)
+            proc = world.svc.proc
+            if args.verbose:
+                print(f'SIGTERM with {state["inflight"]} calls in flight at {time.monotonic() - t0:.1f} s', flush=True)
+            proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + storaged.STOP_TIMEOUT_S
+            while state['inflight'] and time.monotonic() < deadline:
+                world.ctx.iteration(proc.poll() is None)
+                if proc.poll() is not None:
+                    world.ctx.iteration(False)
             rc = world.svc.stop()
+            if args.verbose:
+                print(f'exited {rc} at {time.monotonic() - t0:.1f} s', flush=True)
             out = world.svc.output()
             world.svc.proc = None
             for marker in storaged.SANITIZER_MARKERS:
@@ -651,6 +669,7 @@ def main():
     ap.add_argument('--full', action='store_true', help='a campaign of --calls calls (default 20000)')
     ap.add_argument('--seed', type=int, default=9)
     ap.add_argument('--calls', type=int, default=None)
+    ap.add_argument('--exit-burst', type=int, default=40, help='calls in flight when SIGTERM comes at the end')
     ap.add_argument('--keep-going', action='store_true', help='do not stop at the first failure')
     ap.add_argument('--keep', action='store_true', help='keep the sandbox of a failed run')
     ap.add_argument('-v', '--verbose', action='store_true')
