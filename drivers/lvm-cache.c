@@ -15,6 +15,7 @@
 #include <blockdev/lvm.h>
 #include <blockdev/utils.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LVS_FIELDS "vg_name,pool_lv,lv_name,lv_size,data_percent,lv_attr,origin,lv_metadata_size,metadata_percent"
 
@@ -463,6 +464,77 @@ int lvm_activate(LvmTx *tx, const char *name, StorageError *err) {
                 return lvm_error(err, e, g_strdup_printf("Cannot activate %s/%s", tx->vg, name));
         }
         tx->changed = true;
+        return 0;
+}
+
+/* ---- handed-out devices ---- */
+
+/* libdevmapper makes and removes the /dev/mapper nodes itself (no udev
+ * needed, as with LVM's udev_rules = 0). */
+static int dmsetup(const char **argv, char **out, char *what, StorageError *err) {
+        g_autoptr(GError) e = NULL;
+        gboolean ok = out ? bd_utils_exec_and_capture_output(argv, NULL, out, &e)
+                          : bd_utils_exec_and_report_error(argv, NULL, &e);
+        if (ok || (out && (!e || g_error_matches(e, BD_UTILS_EXEC_ERROR, BD_UTILS_EXEC_ERROR_NOOUT)))) {
+                g_free(what);
+                return 0;
+        }
+        return lvm_error(err, e, what);
+}
+
+int lvm_handout_create(const char *vg, const char *lv, uint64_t size, const char *prefix, char **path,
+                       StorageError *err) {
+        g_autofree char *name = g_strdup_printf("%s_%" G_GINT64_FORMAT, prefix, g_get_real_time());
+        g_autofree char *table = g_strdup_printf("0 %" G_GUINT64_FORMAT " linear /dev/%s/%s 0", size / 512, vg, lv);
+        const char *argv[] = { "dmsetup", "create", "--noudevrules", "--noudevsync", name, "--table", table, NULL };
+        if (dmsetup(argv, NULL, g_strdup_printf("Cannot make the handed-out device %s for %s/%s", name, vg, lv),
+                    err) < 0)
+                return -1;
+        /* the node, where neither udev nor the library made it */
+        g_autofree char *node = g_strdup_printf("/dev/mapper/%s", name);
+        const char *mknodes[] = { "dmsetup", "mknodes", name, NULL };
+        if (access(node, F_OK) < 0)
+                dmsetup(mknodes, NULL, g_strdup("dmsetup mknodes"), NULL);
+        if (access(node, F_OK) < 0) {
+                /* the kernel's own node (devtmpfs) */
+                const char *info[] = { "dmsetup", "info", "-c", "--noheadings", "-o", "minor", name, NULL };
+                g_autofree char *minor = NULL;
+                if (dmsetup(info, &minor, g_strdup("dmsetup info"), NULL) == 0 && minor) {
+                        g_free(node);
+                        node = g_strdup_printf("/dev/dm-%s", g_strstrip(minor));
+                }
+        }
+        if (access(node, F_OK) < 0) {
+                lvm_handout_fence(prefix, NULL);
+                return se_set(err, SE_FAILED, "The handed-out device %s for %s/%s has no device node", name, vg, lv);
+        }
+        *path = g_steal_pointer(&node);
+        return 0;
+}
+
+int lvm_handout_fence(const char *prefix, StorageError *err) {
+        const char *ls[] = { "dmsetup", "ls", NULL };
+        g_autofree char *out = NULL;
+        if (dmsetup(ls, &out, g_strdup("Cannot list device-mapper devices"), err) < 0)
+                return -1;
+        g_autofree char *mine = g_strconcat(prefix, "_", NULL);
+        g_auto(GStrv) lines = g_strsplit(out ? out : "", "\n", -1);
+        for (size_t i = 0; lines[i]; i++) {
+                g_auto(GStrv) words = g_strsplit_set(g_strstrip(lines[i]), " \t", 2);
+                const char *name = words[0];
+                if (!name || !g_str_has_prefix(name, mine))
+                        continue;
+                const char *wipe[] = { "dmsetup", "wipe_table", "--noudevsync", name, NULL };
+                if (dmsetup(wipe, NULL, g_strdup_printf("Cannot cut off the handed-out device %s", name), err) < 0)
+                        return -1;
+                /* gone now, or when the client closes it; a failure leaves an
+                 * error device that holds nothing */
+                const char *rm[] = { "dmsetup", "remove", "--deferred", "--noudevrules", "--noudevsync", name, NULL };
+                StorageError ignored = STORAGE_ERROR_INIT;
+                if (dmsetup(rm, NULL, g_strdup_printf("Cannot remove the handed-out device %s", name), &ignored) < 0)
+                        g_warning("%s", ignored.message);
+                se_clear(&ignored);
+        }
         return 0;
 }
 

@@ -73,5 +73,18 @@ int lvm_rename(LvmTx *tx, const char *from, const char *to, StorageError *err);
 int lvm_extend(LvmTx *tx, const char *name, uint64_t size, StorageError *err);
 int lvm_activate(LvmTx *tx, const char *name, StorageError *err);
 
+/* Handed-out devices: a device-mapper linear device over an LV, handed to a
+ * client (ImportBegin) instead of the LV itself, so that the client can be
+ * cut off while it still holds the device open. Named <prefix>_<n>; prefix
+ * holds only letters, digits and '_' (never an LVM device name: those hold
+ * a '-'). One `dmsetup` execution. size: the LV's size in bytes. */
+int lvm_handout_create(const char *vg, const char *lv, uint64_t size, const char *prefix, char **path,
+                       StorageError *err);
+/* Cuts off every handed-out device named <prefix>_*: its table becomes an
+ * error target (I/O through it fails from now on and the LV is no longer
+ * held open), and it goes away when its last opener closes it. dmsetup: 1
+ * (ls), + 2 per device found. */
+int lvm_handout_fence(const char *prefix, StorageError *err);
+
 /* LVM's name rules for VG and LV names. */
 bool lvm_valid_name(const char *name);

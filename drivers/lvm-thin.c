@@ -6,6 +6,10 @@
  *   L-import          staged import data (origin volumes)
  *   L-<seconds>-back  revisions; the id is "<seconds>-back"
  *   L-export-<n>      thin snapshots handed out by Export
+ * ImportBegin hands out not L-import but a device-mapper linear device over
+ * it, /dev/mapper/qsd_import_<hash of the vid>_<n>: at import_end its table
+ * becomes an error target before L-import is committed or removed, so
+ * nothing written through the client's fd afterwards reaches any LV.
  * Everything the driver reports comes from the shared LV cache (lvm-cache.c),
  * refreshed after every change and, for reads, when older than 30 s.
  *
@@ -55,6 +59,17 @@ static void names_get(const ThinPool *p, const char *vid, Names *n) {
         n->lv = g_strdup(slash ? slash + 1 : vid);
         n->snap = g_strconcat(n->lv, "-snap", NULL);
         n->import = g_strconcat(n->lv, "-import", NULL);
+}
+
+/* The handed-out devices of the volume: qsd_import_<32 hex digits>_* */
+static char *handout_prefix(const char *vid) {
+        g_autofree char *sum = g_compute_checksum_for_string(G_CHECKSUM_SHA256, vid, -1);
+        return g_strdup_printf("qsd_import_%.32s", sum);
+}
+
+static int fence_handouts(const VolumeSpec *v, StorageError *err) {
+        g_autofree char *prefix = handout_prefix(v->vid);
+        return lvm_handout_fence(prefix, err);
 }
 
 static bool is_origin(const VolumeSpec *v) {
@@ -336,12 +351,13 @@ static int thin_volume_create(void *pool, VolumeSpec *v, StorageError *err) {
 }
 
 /* lvm: 1 lvremove for every LV the volume owns (L, -snap, -import,
- * revisions, exports) + lvs; nothing when it owns none. */
+ * revisions, exports) + lvs; nothing when it owns none. dmsetup: 1 + 2 per
+ * handed-out device still there. */
 static int thin_volume_remove(void *pool, VolumeSpec *v, StorageError *err) {
         ThinPool *p = pool;
         g_auto(Names) n = { 0 };
         names_get(p, v->vid, &n);
-        if (lvm_cache_ensure(LVM_CACHE_MAX_AGE_USEC, err) < 0)
+        if (lvm_cache_ensure(LVM_CACHE_MAX_AGE_USEC, err) < 0 || fence_handouts(v, err) < 0)
                 return -1;
         g_autofree char *prefix = g_strconcat(n.lv, "-", NULL);
         g_autofree char *exports = g_strconcat(n.lv, "-export-", NULL);
@@ -588,12 +604,12 @@ static int thin_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out, S
 }
 
 /* lvm: 1 (lvcreate of -import at size) + lvs; +1 lvremove of a leftover
- * -import. */
+ * -import. dmsetup: 1 (ls) + 1 (create of the handed-out device). */
 static int thin_volume_import_begin(void *pool, VolumeSpec *v, uint64_t size, char **path, StorageError *err) {
         ThinPool *p = pool;
         g_auto(Names) n = { 0 };
         names_get(p, v->vid, &n);
-        if (lvm_cache_ensure(LVM_CACHE_MAX_AGE_USEC, err) < 0)
+        if (lvm_cache_ensure(LVM_CACHE_MAX_AGE_USEC, err) < 0 || fence_handouts(v, err) < 0)
                 return -1;
         if (lvm_cache_has(n.vg, n.snap))
                 return se_set(err, SE_VOLUME_BUSY, "Cannot import data to dirty volume %s, stop the qube first", v->vid);
@@ -607,17 +623,31 @@ static int thin_volume_import_begin(void *pool, VolumeSpec *v, uint64_t size, ch
                 r = lvm_create_thin(&tx, p->pool, n.import, size, err);
         if (lvm_tx_end(&tx, true, r < 0 ? NULL : err) < 0)
                 r = -1;
-        if (r == 0)
-                *path = dev_path(n.vg, n.import);
-        return r;
+        if (r < 0)
+                return r;
+        g_autoptr(LvmLv) staged = lvm_cache_get(n.vg, n.import);
+        g_autofree char *prefix = handout_prefix(v->vid);
+        if (lvm_handout_create(n.vg, n.import, staged ? staged->size : size, prefix, path, err) < 0) {
+                lvm_tx_begin(&tx, n.vg);
+                const char *names[] = { n.import, NULL };
+                lvm_remove(&tx, names, NULL);
+                lvm_tx_end(&tx, true, NULL);
+                return -1;
+        }
+        return 0;
 }
 
-/* Success: commit -import as L (lvm 2, or 3 when revisions must go) + lvs.
+/* First the handed-out device is cut off (dmsetup: 1 + 2), whether or not
+ * a client holds it (handed_out): -import is then held by nobody, and what
+ * is committed can no longer be written through it.
+ * Success: commit -import as L (lvm 2, or 3 when revisions must go) + lvs.
  * Failure: lvm 1 (lvremove -import) + lvs. */
 static int thin_volume_import_end(void *pool, VolumeSpec *v, bool success, bool handed_out, StorageError *err) {
         ThinPool *p = pool;
         g_auto(Names) n = { 0 };
         names_get(p, v->vid, &n);
+        if (fence_handouts(v, err) < 0)
+                return -1; /* nothing committed while a client may still write to it */
         LvmTx tx;
         lvm_tx_begin(&tx, n.vg);
         int r = 0;
@@ -719,6 +749,34 @@ static int thin_volume_export_end(void *pool, VolumeSpec *v, const char *path, S
         return r;
 }
 
+/* Service start: what lived only as long as an earlier run: its handed-out
+ * devices, its staged import (-import) and its export snapshots
+ * (-export-<n>). lvm: 0, or 1 lvremove + lvs; dmsetup: 1 (+2 per handed-out
+ * device left). An LV a client still holds open stays (and is warned about). */
+static int thin_volume_cleanup(void *pool, VolumeSpec *v, StorageError *err) {
+        ThinPool *p = pool;
+        g_auto(Names) n = { 0 };
+        names_get(p, v->vid, &n);
+        if (lvm_cache_ensure(LVM_CACHE_MAX_AGE_USEC, err) < 0 || fence_handouts(v, err) < 0)
+                return -1;
+        g_autofree char *exports = g_strconcat(n.lv, "-export-", NULL);
+        g_autoptr(GPtrArray) left = lvm_cache_list(n.vg, exports);
+        g_autoptr(GPtrArray) doomed = g_ptr_array_new_with_free_func(g_free);
+        if (is_origin(v) && lvm_cache_has(n.vg, n.import))
+                g_ptr_array_add(doomed, g_strdup(n.import));
+        for (guint i = 0; i < left->len; i++)
+                g_ptr_array_add(doomed, g_strdup(((LvmLv *) left->pdata[i])->name));
+        if (doomed->len == 0)
+                return 0;
+        g_ptr_array_add(doomed, NULL);
+        LvmTx tx;
+        lvm_tx_begin(&tx, n.vg);
+        int r = lvm_remove(&tx, (const char *const *) doomed->pdata, err);
+        if (lvm_tx_end(&tx, true, r < 0 ? NULL : err) < 0)
+                r = -1;
+        return r;
+}
+
 static const char *const thin_params[] = { "revisions_to_keep", "volume_group", "thin_pool", NULL };
 
 const Driver driver_lvm_thin = {
@@ -746,4 +804,5 @@ const Driver driver_lvm_thin = {
         .volume_import_clone = thin_volume_import_clone,
         .volume_export = thin_volume_export,
         .volume_export_end = thin_volume_export_end,
+        .volume_cleanup = thin_volume_cleanup,
 };

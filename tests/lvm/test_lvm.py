@@ -76,6 +76,19 @@ def lvm(*args):
     subprocess.run([LVM, *args], check=True, capture_output=True)
 
 
+def dm_devices():
+    """Names of the device-mapper devices now."""
+    out = subprocess.run(['dmsetup', 'ls'], check=True, capture_output=True, text=True).stdout
+    return [l.split()[0] for l in out.splitlines() if l.strip() and not l.startswith('No devices')]
+
+
+def dm_table_of(path_or_fd):
+    """The table of the device-mapper device at a path or open as an fd."""
+    st = os.fstat(path_or_fd) if isinstance(path_or_fd, int) else os.stat(path_or_fd)
+    return subprocess.run(['dmsetup', 'table', '-j', str(os.major(st.st_rdev)), '-m', str(os.minor(st.st_rdev))],
+                          check=True, capture_output=True, text=True).stdout
+
+
 def drop_caches():
     with open('/proc/sys/vm/drop_caches', 'w') as f:
         f.write('3')
@@ -546,21 +559,31 @@ class T03Recovery(LvmTestCase):
         self.assertEqual(self.mine(v), [lv])
         remove(v)
 
-    def test_import_leftover_blocks_start(self):
+    def test_leftovers_cleaned_at_start(self):
+        """What an earlier run handed out and never took back (a staged import
+        with its handed-out device, export snapshots) is gone after a restart."""
         v = origin('crashimport')
         lv = lv_of(v)
-        lvm('lvcreate', '-q', '-T', f'{VG}/pool', '-V', '64M', '-n', f'{lv}-import')
-        S.stop()
-        S.start()
-        self.assertError('VolumeBusy', start, v, contains=f'Import operation in progress on {VG}/{lv}')
-        self.assertFalse(vprop(v, 'Started'))
-        # a new import replaces the leftover; failing it cleans up
+        start(v)
+        write_dev(f'/dev/{VG}/{lv}-snap', tag('committed'))
+        stop(v)
+        # killed with an import staged (its device handed out) and an export open
         (fd_index, path), fdlist = vcall(v, 'ImportBegin', '(ta{sv})', (0, {}), fds=[])
+        os.pwrite(fdlist[fd_index], tag('never committed'), 0)
         os.close(fdlist[fd_index])
-        self.assertEqual(path, f'/dev/{VG}/{lv}-import')
-        self.assertError('ImportFailed', vcall, v, 'ImportEnd', '(bsa{sv})', (False, 'given up', {}),
-                         contains='Data import failed: given up')
-        self.assertNotIn(lv + '-import', lvs())
+        self.assertTrue([d for d in dm_devices() if d.startswith('qsd_import_')], dm_devices())
+        (fd_index, export), fdlist = vcall(v, 'Export', fds=[])
+        os.close(fdlist[fd_index])
+        # and an export snapshot an even older run left
+        lvm('lvcreate', '-q', '-s', '-kn', '-ay', f'{VG}/{lv}', '-n', f'{lv}-export-7')
+        self.assertIn(lv + '-import', lvs())
+        self.assertIn(f'{lv}-export-1', lvs())
+        S.stop(kill=True)
+        S.start()
+        self.assertEqual(self.mine(v), [lv])
+        self.assertFalse([d for d in dm_devices() if d.startswith('qsd_import_')], dm_devices())
+        self.assertError('NoImportInProgress', vcall, v, 'ImportEnd', '(bsa{sv})', (True, '', {}))
+        self.assertEqual(read_dev(f'/dev/{VG}/{lv}', 4096), tag('committed'))
         start(v)
         stop(v)
         remove(v)
@@ -576,10 +599,10 @@ class T04Import(LvmTestCase):
         v = origin('imp', size=64 * MiB)
         lv = lv_of(v)
         fd, path = self.import_begin(v, 0)
-        self.assertEqual(path, f'/dev/{VG}/{lv}-import')
+        self.assertEqual(dm_table_of(path).split()[2:3], ['linear'])
         self.assertEqual(lvs()[lv + '-import'][0], 64 * MiB)
         self.assertError('ImportInProgress', self.import_begin, v, 0)
-        self.assertError('VolumeBusy', start, v)
+        self.assertError('ImportInProgress', start, v)
         os.pwrite(fd, tag('imported'), 0)
         os.close(fd)
         vcall(v, 'ImportEnd', '(bsa{sv})', (True, '', {}))
@@ -610,6 +633,41 @@ class T04Import(LvmTestCase):
         self.assertNotIn(lv + '-import', lvs())
         self.assertError('NoImportInProgress', vcall, v, 'ImportEnd', '(bsa{sv})', (True, '', {}))
         remove(v)
+
+    def assertFenced(self, fd, path):
+        """Writes through the handed-out fd fail: its device is an error target."""
+        self.assertEqual(dm_table_of(fd).split()[2:3], ['error'], path)
+        with self.assertRaises(OSError):
+            os.pwrite(fd, tag('too late'), 0)
+            os.fsync(fd)
+
+    def test_import_fenced_after_end(self):
+        """Nothing written through ImportBegin's fd after ImportEnd reaches any LV."""
+        v = origin('impfence', size=16 * MiB, revisions_to_keep=1)
+        lv = lv_of(v)
+        fd, path = self.import_begin(v, 0)
+        os.pwrite(fd, tag('imported'), 0)
+        vcall(v, 'ImportEnd', '(bsa{sv})', (True, '', {}))  # the fd is still open
+        self.assertFenced(fd, path)
+        self.assertEqual(read_dev(f'/dev/{VG}/{lv}', 4096), tag('imported'))
+        # the next import gets a device of its own; discarding it fences it too
+        fd2, path2 = self.import_begin(v, 0)
+        self.assertNotEqual(path2, path)
+        os.pwrite(fd2, tag('discarded'), 0)
+        self.assertError('ImportFailed', vcall, v, 'ImportEnd', '(bsa{sv})', (False, 'given up', {}))
+        self.assertFenced(fd2, path2)
+        self.assertNotIn(lv + '-import', lvs())
+        os.close(fd)
+        os.close(fd2)
+        self.assertEqual(read_dev(f'/dev/{VG}/{lv}', 4096), tag('imported'))
+        for name in lvs():
+            if name.startswith(lv + '-') and name.endswith('-back'):
+                self.assertEqual(read_dev(f'/dev/{VG}/{name}', 4096), b'\0' * 4096)
+        start(v)
+        self.assertEqual(read_dev(f'/dev/{VG}/{lv}-snap', 4096), tag('imported'))
+        stop(v)
+        remove(v)
+        self.assertEqual(self.mine(lv), [])
 
     def test_import_stream(self):
         v = origin('impstream', size=16 * MiB, revisions_to_keep=0)
@@ -820,8 +878,8 @@ class T07Remove(LvmTestCase):
         lvm('lvcreate', '-q', '-T', f'{VG}/pool', '-V', '8M', '-n', f'{lv}-import')
         lvm('lvcreate', '-q', '-s', '-kn', '-ay', f'{VG}/{lv}', '-n', f'{lv}-snap')
         lvm('lvcreate', '-q', '-s', '-kn', '-ay', f'{VG}/{lv}', '-n', f'{lv}-export-7')
-        S.stop()
-        S.start()  # reads lvs again
+        # reads lvs again (a restart would clean -import and -export-7 up)
+        S.call(pool_path('lvm'), POOL, 'RefreshUsage', '(a{sv})', ({},))
         self.assertEqual(len(self.mine(v)), 7)
         lines = self.counted(remove, v)
         self.assertEqual(self.mine(lv), [])
