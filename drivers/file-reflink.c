@@ -1,4 +1,4 @@
-/* The `file-reflink` driver (REFERENCE.md §3.3): copy-on-write images on a
+/* The `file-reflink` driver (docs/drivers.md, "file-reflink"): copy-on-write images on a
  * filesystem that can share extents (btrfs, XFS with reflink=1). With
  * P = <dir>/<vid>:
  *   P.img                  the committed (clean) image

@@ -1,4 +1,4 @@
-/* The `file` driver (REFERENCE.md §3.2): each volume is a sparse image
+/* The `file` driver (docs/drivers.md, "file"): each volume is a sparse image
  * <dir>/<vid>.img, plus a copy-on-write file <vid>-cow.img that the
  * block-origin and block-snapshot scripts pair with it while the VM runs.
  * For an origin the CoW file holds the data as it was at start: on stop it

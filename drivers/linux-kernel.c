@@ -1,4 +1,4 @@
-/* The `linux-kernel` driver (REFERENCE.md §3.5): every sub-directory of the
+/* The `linux-kernel` driver (docs/drivers.md, "linux-kernel"): every sub-directory of the
  * pool directory is one kernel (vid = its name) with vmlinuz, initramfs and
  * optionally modules.img. Volumes are read-only, keep no revisions and have
  * no size; nothing is ever created or removed on disk.

@@ -1,4 +1,4 @@
-/* The `lvm_thin` driver (REFERENCE.md §1.4, §2.3, §3.4): volumes are thin
+/* The `lvm_thin` driver (docs/drivers.md, "lvm_thin"): volumes are thin
  * LVs in one thin pool, handled through libblockdev's lvm plugin. With vid
  * <vg>/L (default L = vm-<vm>-<name>):
  *   L                 the committed data (origin volumes; a running volatile)

@@ -1,5 +1,5 @@
 """Volume.Export() → (h fd, s path) and ExportEnd(s path), signals Exported and
-ExportEnded (REFERENCE.md §5 rule 1 and the deliberate difference on stable
+ExportEnded (docs/api.md; docs/drivers.md, "Differences from qubesd": stable
 exports; API.md Volume.Export).
 
 file-reflink (btrfs, XFS): the export is a reflink copy of the committed data

@@ -3,7 +3,7 @@
 holes for blocks of zeros, checks for too much data, flushes and commits.
 
 Each test runs on a file pool, a file-reflink pool on btrfs and one on XFS.
-REFERENCE.md §4 (import flow), §5 rules 7, 14, 26; API.md Volume.Import.
+docs/api.md (Volume.Import), docs/crash-safety.md.
 """
 
 import os
@@ -257,12 +257,12 @@ class ImportMixin:
             os.close(r)
             os.close(w)
 
-    # ---- staging (rule 26) -------------------------------------------------
+    # ---- staging -------------------------------------------------
 
     def test_writes_only_staging_and_survives_crash(self):
         """While an import runs only <vid>-import.img is written; a crash of
         the service leaves the committed image as it was; for file-reflink the
-        next Start deletes the staging file (rule 26)."""
+        next Start deletes the staging file."""
         before = self.state(self.vpath, self.v)
         size = 6 * MiB
         data = random_bytes(size, 13)

@@ -1,5 +1,5 @@
 """Volume.ImportBegin(t size) → (h fd, s path) and ImportEnd(b success, s message):
-the two-step import of REFERENCE.md §4 (rule 7): staging of exactly `size`
+the two-step import (docs/api.md): staging of exactly `size`
 bytes (0 = the current size), a write-only fd on it, commit or discard, one
 import at a time.
 

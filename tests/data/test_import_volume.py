@@ -1,9 +1,9 @@
 """Volume.ImportVolume(o source): the destination takes the source's committed
 data (a reflink clone inside a file-reflink pool, a sparse stream copy
-otherwise), its size follows the source (rule 11: 128 MiB into 64 MiB gives
-128 MiB), holes stay holes, the source's export is always ended (rule 1, also
+otherwise), its size follows the source (128 MiB into 64 MiB gives
+128 MiB), holes stay holes, the source's export is always ended (also
 when the copy fails), and a destination that is not save_on_stop is left
-alone (rule 25). The operation runs as a Job 'volume-clone'.
+alone. The operation runs as a Job 'volume-clone'.
 
 Each class has a file-reflink pool `dp` on a loop-mounted btrfs or XFS and a
 file pool `fp` in a temporary directory.
@@ -51,7 +51,7 @@ class ImportVolumeMixin:
         self.import_volume(dpath, spath)
         what = f'ImportVolume {src_pool} → {dst_pool}'
 
-        # rule 11: the size follows the source
+        # the size follows the source
         self.assertEqual(self.vprop(dpath, 'Size'), SRC_SIZE, f'{what}: Size of the destination')
         self.assertEqual(os.path.getsize(self.img(dvid, DD)), SRC_SIZE, f'{what}: size of the destination image')
         self.assertEqual(tuple(self.wait_signal(since, 'SizeChanged', dpath, VOLUME)), (DST_SIZE, SRC_SIZE))
@@ -203,7 +203,7 @@ class ImportVolumeMixin:
 class CancelImportVolumeMixin:
     """Cancelling an ImportVolume (the slow test seam holds the destination's
     operations, so Cancel lands before the copy): Cancelled, the destination
-    unchanged, the source's export ended (rule 1)."""
+    unchanged, the source's export ended."""
 
     service_env = {'QUBES_STORAGED_TEST_SLOW_VID': 'appvms/slowdst/private', 'QUBES_STORAGED_TEST_SLOW_MS': '1500'}
 

@@ -41,7 +41,7 @@ BLOCK = 4096
 SBIN_PATH = '/usr/sbin:/usr/bin:/sbin:/bin'
 TOOLS = ('truncate', 'mkfs.btrfs', 'mkfs.xfs', 'mkfs.ext4', 'mount', 'umount', 'losetup', 'findmnt')
 
-# The §2.3 message of a failing setup check (REFERENCE.md), without the dir.
+# The message of a failing setup check (the reference's wording, kept for clients), without the dir.
 NO_REFLINK_MSG = ("The filesystem for '{dir}' does not support reflinks. If you can live with VM startup delays "
                   "and wasted disk space, pass the \"setup_check=False\" option.")
 

@@ -1,5 +1,5 @@
-"""Crash recovery of file-reflink volumes on btrfs (ARCHITECTURE.md rule 3,
-REFERENCE.md §3.3, rules 13, 26, 27).
+"""Crash recovery of file-reflink volumes on btrfs (a crash loses nothing committed:
+docs/crash-safety.md).
 
 The service is SIGKILLed while a worker is held at a test-seam pause
 (QUBES_STORAGED_TEST_PAUSE): in a commit just before the rename

@@ -94,7 +94,7 @@ class DurabilityTest(ReflinkTestCase):
     def setUp(self):
         super().setUp()
         if not shutil.which('strace'):
-            self.fail('strace is missing: apt-get install strace (needed to watch fsync/rename order, rule 13)')
+            self.fail('strace is missing: apt-get install strace (needed to watch fsync/rename order: the new data is flushed before the rename)')
         self.mnt = self.mount('btrfs')
         self.D = os.path.join(self.mnt, 'pool')
         self.add_reflink_pool('r', self.D, revisions_to_keep=1)
@@ -182,7 +182,7 @@ class DurabilityTest(ReflinkTestCase):
                         '\n'.join(map(repr, stop)))
         i = renames[0]
         self.assertTrue(any(e.name in ('fsync', 'fdatasync') and e.fd_path() == f.dirty for e in stop[:i]),
-                        'the commit renamed -dirty.img without flushing it in this Stop (rule 13):\n' +
+                        'the commit renamed -dirty.img without flushing it in this Stop:\n' +
                         '\n'.join(map(repr, stop)))
         self.assertTrue(any(e.name == 'fsync' and e.fd_path() == f.dir for e in stop[i + 1:]),
                         'no fsync of the directory after the commit rename')

@@ -1,4 +1,4 @@
-"""Extents really are shared (REFERENCE.md §3.3): on btrfs and XFS, after
+"""Extents really are shared (docs/drivers.md, "file-reflink"): on btrfs and XFS, after
 Start of a 1 GiB origin with data its -dirty.img uses the very same physical
 blocks as its clean image (FIEMAP, FIEMAP_EXTENT_SHARED); after Stop the new
 revision shares with the clean image it was copied from; a snapshot volume's

@@ -1,4 +1,4 @@
-"""The copy fallback and the FICLONE errno rule (REFERENCE.md §3.3, rule 8).
+"""The copy fallback and the FICLONE errno rule (docs/drivers.md, "file-reflink").
 
 On tmpfs and ext4 (pools with setup_check=false) FICLONE fails with
 EOPNOTSUPP/EXDEV: Start and Stop work by a sparse copy, and holes stay holes.

@@ -1,6 +1,6 @@
-"""Pool setup of file-reflink on real filesystems (REFERENCE.md §2.2, §2.3):
+"""Pool setup of file-reflink on real filesystems (docs/drivers.md, "file-reflink": pool setup):
 AddPool works where FICLONE works (btrfs, XFS reflink=1); on tmpfs and ext4
-the setup check fails with the §2.3 message, removing the directory only if
+the setup check fails with the setup-check message, removing the directory only if
 setup made it; setup_check=false works anywhere; the default pool
 varlibqubes is file-reflink on a reflink-capable base dir and file otherwise."""
 
@@ -16,7 +16,7 @@ class PoolSetupTest(ReflinkTestCase):
         self.assertIn((name, pool_path(name)), [tuple(p) for p in self.list_pools()])
         props = self.pprops(name)
         self.assertEqual(props['Driver'], 'file-reflink')
-        # setup_check is an instruction for setup, never saved (§2.3)
+        # setup_check is an instruction for setup, never saved
         self.assertConfig(props['Config'], name, 'file-reflink', {'dir_path': d, 'revisions_to_keep': rtk})
         for sub in ('appvms', 'vm-templates'):
             self.assertTrue(os.path.isdir(os.path.join(d, sub)), f'setup of {name} made no {sub}/ in {d}')

@@ -1,4 +1,4 @@
-"""Revisions of file-reflink origins on btrfs (REFERENCE.md §3.3, rule 23).
+"""Revisions of file-reflink origins on btrfs (docs/drivers.md, "file-reflink": commit, revert).
 
 Every Stop of an origin turns the previous clean image into revision N+1
 (<name>.img.<N>@<ctime of clean>Z) and keeps the newest revisions_to_keep; the
@@ -145,7 +145,7 @@ class RevisionsTest(ReflinkTestCase):
         self.revert(v, oldest)
 
     def test_revert_to_other_size(self):
-        """Reverting to a revision of another size changes Size (rule 14) and
+        """Reverting to a revision of another size changes Size and
         emits SizeChanged."""
         vid = 'appvms/work/private'
         v = self.origin('r', 'work', 'private', size=GiB // 4)

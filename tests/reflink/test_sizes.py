@@ -31,7 +31,7 @@ class SizesTest(ReflinkTestCase):
         self.D = os.path.join(self.mnt, 'pool')
         self.add_reflink_pool('r', self.D, revisions_to_keep=1)
 
-    # ---- rule 5 ---------------------------------------------------------------
+    # ---- create replaces leftovers ---------------------------------------------------------------
 
     def plant(self, vid, extra_names=()):
         """Leftovers of an earlier volume with this vid (and unrelated files
@@ -128,7 +128,7 @@ class SizesTest(ReflinkTestCase):
         self.stop(v)
         self.assertEqual(self.vprop(v, 'Path'), f.clean, 'Path of a stopped origin should be its committed image')
 
-    # ---- rules 14, 3 ------------------------------------------------------------
+    # ---- sizes follow the storage ------------------------------------------------------------
 
     def test_origin_size_follows_images(self):
         v = self.origin('r', 'work', 'private', size=GiB)
@@ -196,7 +196,7 @@ class SizesTest(ReflinkTestCase):
         self.assertEqual(self.vprop(snap, 'Size'), GiB, 'stopped snapshot: its nominal size again')
         self.assertEqual(self.vprop(tpl, 'Size'), 2 * GiB)
 
-    # ---- rule 15, resize ---------------------------------------------------------
+    # ---- resize ---------------------------------------------------------
 
     def test_resize_without_image_makes_no_file(self):
         vol = self.volatile('r', 'work', size=GiB)
@@ -259,7 +259,7 @@ class SizesTest(ReflinkTestCase):
         self.assertEqual(self.service_signals(since, 'SizeChanged'), [])
         self.assertEqual(stat_key(f.clean), key)
 
-    # ---- rule 26 ---------------------------------------------------------------
+    # ---- sizes of origins with data ---------------------------------------------------------------
 
     def origin_with_data(self):
         v = self.origin('r', 'work', 'private', size=64 * MiB)
