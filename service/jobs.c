@@ -20,6 +20,7 @@ static struct {
         sd_event_source *source;
         GMutex lock;
         GQueue finished; /* protected by lock */
+        GQueue unrun;    /* submitted after the workers stopped: never run */
         unsigned pending;
 } runner = { .efd = -1 };
 
@@ -70,10 +71,13 @@ static void worker(gpointer data, gpointer user_data) {
 static void dispatch(Task *t) {
         if (t->prepare)
                 t->prepare(t);
+        GThreadPool *pool = t->streaming ? runner.data_pool : runner.pool;
         if (t->skip || !t->work)
                 post_finished(t);
+        else if (pool)
+                g_thread_pool_push(pool, t, NULL);
         else
-                g_thread_pool_push(t->streaming ? runner.data_pool : runner.pool, t, NULL);
+                g_queue_push_tail(&runner.unrun, t);
 }
 
 void task_submit(Task *t, TaskQueue *q) {
@@ -127,11 +131,16 @@ int tasks_init(sd_event *event, unsigned max_threads, unsigned data_threads) {
         if (runner.efd < 0)
                 return -errno;
         g_queue_init(&runner.finished);
+        g_queue_init(&runner.unrun);
         runner.pool = g_thread_pool_new(worker, NULL, (gint) max_threads, FALSE, NULL);
         runner.data_pool = g_thread_pool_new(worker, NULL, (gint) data_threads, FALSE, NULL);
         return sd_event_add_io(event, &runner.source, runner.efd, EPOLLIN, on_eventfd, NULL);
 }
 
+/* After the loop: the workers finish what they run; the tasks that finished
+ * since the loop stopped complete here (their done frees them and sends the
+ * reply while the bus is still open). What they or their queues submit now
+ * never runs: it stays in runner.unrun until the process exits. */
 void tasks_shutdown(void) {
         if (runner.pool)
                 g_thread_pool_free(runner.pool, FALSE, TRUE);
@@ -139,12 +148,17 @@ void tasks_shutdown(void) {
                 g_thread_pool_free(runner.data_pool, FALSE, TRUE);
         runner.pool = runner.data_pool = NULL;
         runner.source = sd_event_source_disable_unref(runner.source);
+        for (;;) {
+                g_mutex_lock(&runner.lock);
+                Task *t = g_queue_pop_head(&runner.finished);
+                g_mutex_unlock(&runner.lock);
+                if (!t)
+                        break;
+                finish(t);
+        }
         if (runner.efd >= 0)
                 close(runner.efd);
         runner.efd = -1;
-        /* Tasks that finished after the loop stopped are dropped with their
-         * replies: the process is exiting. */
-        g_queue_clear(&runner.finished);
 }
 
 unsigned tasks_pending(void) {

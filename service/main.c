@@ -381,9 +381,9 @@ int main(int argc, char **argv) {
         bus_connection = NULL;
         idle.timer = sd_event_source_disable_unref(idle.timer);
         usage_shutdown();
+        tasks_shutdown(); /* runs what finished meanwhile: before what it may use goes */
         auth_shutdown();
         callers_shutdown();
-        tasks_shutdown();
         if (r == -ECONNRESET)
                 return EXIT_FAILURE;
         if (r < 0) {
