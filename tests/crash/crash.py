@@ -403,8 +403,7 @@ class Case:
         """After the restart: returns 'old'/'new' of VID (or of the pool)."""
         self.start()
         result = None
-        if self.extra_pool:
-            result = self.check_pool()
+        pool_result = self.check_pool() if self.extra_pool else None
         listed = self.listed()
         for vid in sorted(self.vids):
             if vid in listed:
@@ -450,7 +449,7 @@ class Case:
         if stray:
             fail(f'files no listed volume owns, after Start and Stop of every volume: {sorted(stray)}')
         self.stop()
-        return result or 'old'
+        return pool_result or result or 'old'
 
     def check_pool(self):
         name, d = self.extra_pool
