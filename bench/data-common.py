@@ -24,6 +24,9 @@ gi.require_version("GLib", "2.0")
 from gi.repository import Gio, GLib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from support.names import path_encode, pool_path, volume_path  # noqa: E402,F401
+
 NAME = "org.qubes.Storage1"
 ROOT_PATH = "/org/qubes/Storage1"
 MANAGER = "org.qubes.Storage1.Manager"
@@ -59,26 +62,6 @@ def run(argv):
     if p.returncode != 0:
         raise BenchError(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.decode(errors='replace').strip()}")
     return p.stdout.decode(errors="replace")
-
-
-def path_encode(s):
-    """sd_bus_path_encode() of one label."""
-    out = []
-    for i, b in enumerate(s.encode()):
-        c = chr(b)
-        if (c.isascii() and c.isalpha()) or (i > 0 and c.isascii() and c.isdigit()):
-            out.append(c)
-        else:
-            out.append("_%02x" % b)
-    return "".join(out) or "_"
-
-
-def pool_path(pool):
-    return f"{ROOT_PATH}/pool/{path_encode(pool)}"
-
-
-def volume_path(pool, vid):
-    return f"{pool_path(pool)}/volume/{path_encode(vid)}"
 
 
 def allocated(path):

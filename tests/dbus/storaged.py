@@ -30,6 +30,9 @@ gi.require_version('GLib', '2.0')
 from gi.repository import Gio, GLib  # noqa: E402
 
 SRCDIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(SRCDIR, 'tests'))
+from support.names import path_encode, pool_path, volume_path  # noqa: E402,F401
+
 SERVICE = os.path.abspath(os.environ.get('QUBES_STORAGED') or os.path.join(SRCDIR, 'build', 'qubes-storaged-test'))
 
 BUS_NAME = 'org.qubes.Storage1'
@@ -59,30 +62,6 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 FICLONE = 0x40049409
-
-
-def path_encode(s):
-    """sd_bus_path_encode() of one label: every byte that is not [A-Za-z0-9]
-    (and a digit in the first position) becomes _XX (lowercase hex); the
-    empty string becomes '_'."""
-    if s == '':
-        return '_'
-    out = []
-    for i, b in enumerate(s.encode('utf-8')):
-        c = chr(b)
-        if (c.isascii() and c.isalpha()) or (i > 0 and c.isascii() and c.isdigit()):
-            out.append(c)
-        else:
-            out.append('_%02x' % b)
-    return ''.join(out)
-
-
-def pool_path(pool):
-    return f'{ROOT}/pool/{path_encode(pool)}'
-
-
-def volume_path(pool, vid):
-    return f'{pool_path(pool)}/volume/{path_encode(vid)}'
 
 
 def ficlone_works(directory):

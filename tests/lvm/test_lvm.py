@@ -23,6 +23,10 @@ gi.require_version('Gio', '2.0')
 gi.require_version('GLib', '2.0')
 from gi.repository import Gio, GLib  # noqa: E402
 
+# tests/ (shared into the guest at the same path): the support package
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from support.names import path_encode, pool_path, volume_path  # noqa: E402,F401
+
 SERVICE = os.environ.get('QUBES_STORAGED', 'build/qubes-storaged')
 VG = os.environ.get('QS_LVM_VG', 'qs_test')
 FILE_DIR = os.environ.get('QS_FILE_DIR', '/tmp/qs-files')
@@ -38,25 +42,6 @@ TIMEOUT_MS = 600 * 1000
 
 MiB = 1 << 20
 GiB = 1 << 30
-
-
-def path_encode(s):
-    out = []
-    for i, b in enumerate(s.encode()):
-        c = chr(b)
-        if c.isascii() and (c.isalpha() or (i > 0 and c.isdigit())):
-            out.append(c)
-        else:
-            out.append('_%02x' % b)
-    return ''.join(out) or '_'
-
-
-def pool_path(pool):
-    return f'{ROOT}/pool/{path_encode(pool)}'
-
-
-def volume_path(pool, vid):
-    return f'{pool_path(pool)}/volume/{path_encode(vid)}'
 
 
 def lvs():

@@ -33,6 +33,9 @@ gi.require_version('GLib', '2.0')
 from gi.repository import Gio, GLib  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # tests/: the support package
+from support.names import path_encode, pool_path, volume_path  # noqa: E402,F401
+
 SRCDIR = os.path.abspath(os.environ.get('QUBES_STORAGED_SRC') or os.path.dirname(os.path.dirname(HERE)))
 SERVICE = os.path.abspath(os.environ.get('QUBES_STORAGED') or os.path.join(SRCDIR, 'build', 'qubes-storaged-test'))
 PYTHON = '/usr/bin/python3'  # Debian's: it has python3-gi and python3-dbusmock
@@ -71,28 +74,6 @@ def check_environment(test):
     for tool in ('dbus-daemon', 'setpriv'):
         test.assertIsNotNone(shutil.which(tool), f'{tool} is not installed')
     test.assertTrue(os.access(PYTHON, os.X_OK), f'{PYTHON} is missing')
-
-
-def path_encode(s):
-    """sd_bus_path_encode() of one label."""
-    if s == '':
-        return '_'
-    out = []
-    for i, b in enumerate(s.encode('utf-8')):
-        c = chr(b)
-        if (c.isascii() and c.isalpha()) or (i > 0 and c.isascii() and c.isdigit()):
-            out.append(c)
-        else:
-            out.append('_%02x' % b)
-    return ''.join(out)
-
-
-def pool_path(pool):
-    return f'{ROOT}/pool/{path_encode(pool)}'
-
-
-def volume_path(pool, vid):
-    return f'{pool_path(pool)}/volume/{path_encode(vid)}'
 
 
 def wait_until(predicate, what, timeout=WAIT_TIMEOUT_S, interval=0.05):

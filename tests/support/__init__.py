@@ -1,0 +1,11 @@
+"""Support package shared by the Python test suites, the benches (bench/)
+and the in-guest LVM suite of qubes-storaged.
+
+Import it with tests/ on sys.path:
+
+    sys.path.insert(0, os.path.join(SRCDIR, 'tests'))
+    from support.names import path_encode, pool_path, volume_path
+
+Modules (one concern each):
+  names   D-Bus object path encoding of pool and volume names
+"""
