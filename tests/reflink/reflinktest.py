@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.join(SRC, 'tests', 'dbus'))
 import storaged  # noqa: E402
 from storaged import (BUS_NAME, GLib, Gio, MiB, GiB, StoragedTestCase, DBusCallError, opts,  # noqa: E402,F401
                       pool_path, volume_path, vconf, VOLUME, POOL, ROOT, MANAGER, CALL_TIMEOUT_MS)
+from support.loopfs import LoopFs as Filesystem  # noqa: E402  (storaged put tests/ on sys.path)
 
 __all__ = ['BUS_NAME', 'GLib', 'Gio', 'MiB', 'GiB', 'KiB', 'StoragedTestCase', 'DBusCallError', 'opts', 'pool_path',
            'volume_path', 'vconf', 'VOLUME', 'POOL', 'ROOT', 'MANAGER', 'CALL_TIMEOUT_MS', 'storaged',
@@ -75,83 +76,6 @@ def require_environment():
              f'(apt-get install btrfs-progs xfsprogs e2fsprogs util-linux mount)')
     if not os.path.exists('/dev/loop-control'):
         fail('/dev/loop-control is missing: the kernel has no loop device support (modprobe loop)')
-
-
-class Filesystem:
-    """A filesystem made for one test: loop-mounted image (btrfs, xfs, ext4)
-    or tmpfs. cleanup() unmounts and detaches whatever was set up."""
-
-    def __init__(self, kind, workdir, size=2 * GiB, name=None):
-        self.kind = kind
-        self.size = size
-        self.name = name or kind
-        self.mountpoint = os.path.join(workdir, f'mnt-{self.name}')
-        self.image = os.path.join(workdir, f'fs-{self.name}.img') if kind != 'tmpfs' else None
-        self.loopdev = None
-        self.mounted = False
-
-    def make(self):
-        os.makedirs(self.mountpoint)
-        if self.kind == 'tmpfs':
-            run(['mount', '-t', 'tmpfs', '-o', f'size={self.size}', 'tmpfs', self.mountpoint], 'mount tmpfs')
-            self.mounted = True
-            return self
-        with open(self.image, 'wb') as f:
-            f.truncate(self.size)
-        mkfs = {
-            'btrfs': ['mkfs.btrfs', '-q', '-f', self.image],
-            'xfs': ['mkfs.xfs', '-q', '-f', '-m', 'reflink=1', self.image],
-            'ext4': ['mkfs.ext4', '-q', '-F', self.image],
-        }[self.kind]
-        run(mkfs, f'mkfs for {self.kind}')
-        run(['mount', '-o', 'loop', '-t', self.kind, self.image, self.mountpoint], f'mount -o loop ({self.kind})')
-        self.mounted = True
-        src = run(['findmnt', '-n', '-o', 'SOURCE', '--mountpoint', self.mountpoint], 'findmnt').stdout.decode()
-        self.loopdev = src.strip()
-        if not self.loopdev.startswith('/dev/loop'):
-            fail(f'{self.mountpoint} is mounted from {self.loopdev!r}, not from a loop device')
-        return self
-
-    def _attached_loops(self):
-        if not self.image:
-            return []
-        out = run(['losetup', '-n', '-O', 'NAME', '-j', self.image], 'losetup -j', check=False).stdout.decode()
-        return [line.strip() for line in out.splitlines() if line.strip()]
-
-    def cleanup(self):
-        errors = []
-        if self.mounted:
-            for attempt in range(20):
-                p = run(['umount', self.mountpoint], check=False)
-                if p.returncode == 0:
-                    break
-                time.sleep(0.25)
-            else:
-                run(['umount', '-l', self.mountpoint], check=False)
-                errors.append(f'umount {self.mountpoint} failed: {p.stderr.decode(errors="replace")} '
-                              f'(lazily unmounted)')
-            self.mounted = False
-        # mount -o loop sets autoclear, which happens on the last close (udev
-        # may still hold the device for a moment): detach what is still
-        # attached, and wait for it to go
-        deadline = time.monotonic() + 20
-        left = self._attached_loops()
-        while left and time.monotonic() < deadline:
-            for dev in left:
-                run(['losetup', '-d', dev], check=False)
-            time.sleep(0.1)
-            left = self._attached_loops()
-        if left:
-            errors.append(f'loop devices still attached to {self.image}: {left}')
-        if self.image and os.path.exists(self.image):
-            os.unlink(self.image)
-        if os.path.isdir(self.mountpoint):
-            try:
-                os.rmdir(self.mountpoint)
-            except OSError as e:
-                errors.append(f'cannot remove {self.mountpoint}: {e}')
-        if errors:
-            fail('; '.join(errors))
 
 
 # ---- FIEMAP ------------------------------------------------------------------

@@ -8,4 +8,5 @@ Import it with tests/ on sys.path:
 
 Modules (one concern each):
   names   D-Bus object path encoding of pool and volume names
+  loopfs  loop-mounted btrfs/XFS/ext4 filesystems and tmpfs made for one run
 """
