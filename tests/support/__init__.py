@@ -9,4 +9,5 @@ Import it with tests/ on sys.path:
 Modules (one concern each):
   names   D-Bus object path encoding of pool and volume names
   loopfs  loop-mounted btrfs/XFS/ext4 filesystems and tmpfs made for one run
+  bus     a private dbus-daemon (system type) and a connection to it
 """
