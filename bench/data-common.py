@@ -26,6 +26,8 @@ from gi.repository import Gio, GLib  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from support.names import path_encode, pool_path, volume_path  # noqa: E402,F401
+from support import loopfs  # noqa: E402
+from support.bus import Bus  # noqa: E402
 
 NAME = "org.qubes.Storage1"
 ROOT_PATH = "/org/qubes/Storage1"
@@ -37,19 +39,14 @@ MiB = 1 << 20
 GiB = 1 << 30
 LONG_MS = 3600 * 1000
 
-BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
+# support.bus.Bus writes the rest of the config (system type, EXTERNAL auth, the socket)
+BUS_POLICY = """
   <policy context="default">
     <allow user="*"/>
     <allow own="*"/>
     <allow send_destination="*"/>
     <allow receive_sender="*"/>
   </policy>
-</busconfig>
 """
 
 
@@ -85,48 +82,26 @@ def fmt_bytes(n):
     return f"{n / MiB:,.1f} MiB"
 
 
-class LoopFs:
-    MKFS = {"btrfs": ["mkfs.btrfs", "-q", "-f"], "xfs": ["mkfs.xfs", "-q", "-f", "-m", "reflink=1"]}
+class LoopFs(loopfs.LoopFs):
+    """A btrfs or XFS of support.loopfs: its failures are BenchErrors, a failed
+    cleanup a warning."""
+
+    MKFS = {k: loopfs.LoopFs.MKFS[k] for k in ("btrfs", "xfs")}
 
     def __init__(self, fstype, size, workdir):
-        self.fstype, self.size = fstype, size
-        self.image = os.path.join(workdir, f"{fstype}.img")
-        self.mnt = os.path.join(workdir, f"{fstype}-mnt")
-        self.dev = None
-        self.mounted = False
+        super().__init__(fstype, workdir, size)
 
     def setup(self):
-        for tool in (self.MKFS[self.fstype][0], "losetup", "mount"):
-            if shutil.which(tool) is None:
-                raise BenchError(f"{tool} is not installed")
-        with open(self.image, "wb") as f:
-            f.truncate(self.size)
-        self.dev = run(["losetup", "-f", "--show", self.image]).strip()
-        run(self.MKFS[self.fstype] + [self.dev])
-        os.mkdir(self.mnt)
-        run(["mount", "-t", self.fstype, self.dev, self.mnt])
-        self.mounted = True
-        return self
+        try:
+            return self.make()
+        except loopfs.LoopFsError as e:
+            raise BenchError(str(e)) from None
 
     def cleanup(self):
-        if self.mounted:
-            # a just-ended process can keep the mount busy for a moment
-            for _ in range(20):
-                if subprocess.run(["umount", self.mnt], stderr=subprocess.DEVNULL).returncode == 0:
-                    break
-                time.sleep(0.25)
-            else:
-                subprocess.run(["umount", "-l", self.mnt], stderr=subprocess.DEVNULL)
-                print(f"warning: umount {self.mnt} failed, lazily unmounted", file=sys.stderr)
-            self.mounted = False
-        if self.dev:
-            for _ in range(20):
-                if subprocess.run(["losetup", "-d", self.dev], stderr=subprocess.DEVNULL).returncode == 0:
-                    break
-                time.sleep(0.25)
-            else:
-                print(f"warning: losetup -d {self.dev} failed", file=sys.stderr)
-            self.dev = None
+        try:
+            super().cleanup()
+        except loopfs.LoopFsError as e:
+            print(f"warning: {e}", file=sys.stderr)
 
 
 class Env:
@@ -142,7 +117,7 @@ class Env:
         self.tmp = tempfile.mkdtemp(prefix=f"storaged-{os.path.basename(prog)}-")
         self.keep = keep
         self.filesystems = []
-        self.bus_proc = None
+        self.bus = None
         self.proc = None
         self.conn = None
         self.children = []
@@ -163,17 +138,11 @@ class Env:
 
     # ---- bus and service ----
     def start(self, service_env=None):
-        sock = os.path.join(self.tmp, "bus_socket")
-        conf = os.path.join(self.tmp, "bus.conf")
-        with open(conf, "w") as f:
-            f.write(BUS_CONF.format(socket=sock))
-        self.bus_proc = subprocess.Popen(
-            ["dbus-daemon", "--nofork", "--nopidfile", f"--config-file={conf}", "--print-address=1"],
-            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "bus.log"), "w"),
-            text=True)
-        self.address = self.bus_proc.stdout.readline().strip()
-        if not self.address:
-            raise BenchError("the private dbus-daemon did not start")
+        try:
+            self.bus = Bus(self.tmp, BUS_POLICY)
+        except AssertionError as e:
+            raise BenchError(str(e)) from None
+        self.address = self.bus.address
         self.conn = self.connect()
         state, base = os.path.join(self.tmp, "state"), os.path.join(self.tmp, "base")
         os.makedirs(state)
@@ -280,10 +249,9 @@ class Env:
             except GLib.Error:
                 pass
             self.conn = None
-        if self.bus_proc is not None:
-            self.bus_proc.terminate()
-            self.bus_proc.wait()
-            self.bus_proc = None
+        if self.bus is not None:
+            self.bus.stop()
+            self.bus = None
         for fs in reversed(self.filesystems):
             fs.cleanup()
         self.filesystems = []

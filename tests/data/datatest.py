@@ -35,6 +35,7 @@ SRCDIR = os.environ.get('QUBES_STORAGED_SRC') or \
 sys.path.insert(0, os.path.join(SRCDIR, 'tests', 'dbus'))
 
 import storaged  # noqa: E402
+from support import loopfs  # noqa: E402  (storaged put tests/ on sys.path)
 from storaged import (BUS_NAME, CALL_TIMEOUT_MS, ERROR_PREFIX, OBJECT_MANAGER, POOL, PROPERTIES, ROOT,  # noqa: E402,F401
                       VOLUME, DBusCallError, Gio, GLib, GiB, MiB, StoragedTestCase, allocated, pool_path, vconf,
                       volume_path)
@@ -43,9 +44,6 @@ JOB = 'org.qubes.Storage1.Job'
 JOB_PATH_RE = re.compile(r'^/org/qubes/Storage1/job/[0-9]+$')
 KiB = 1 << 10
 BLOCK = 64 * KiB          # data and holes of the test patterns are aligned to this
-
-BTRFS_MAGIC = 0x9123683e
-XFS_MAGIC = 0x58465342
 
 BACKENDS = ('file', 'btrfs', 'xfs')
 
@@ -61,68 +59,23 @@ def run(argv, **kw):
     return p.stdout.decode(errors='replace')
 
 
-def fs_magic(path):
-    """The f_type of the filesystem holding path (statfs)."""
-    out = run(['stat', '-f', '-c', '%t', path]).strip()
-    return int(out, 16)
+class LoopFs(loopfs.LoopFs):
+    """A btrfs or XFS of support.loopfs in a temporary directory of its own,
+    removed by cleanup()."""
 
-
-class LoopFs:
-    """A filesystem on a sparse image file, mounted through a loop device."""
-
-    MKFS = {
-        'btrfs': ['mkfs.btrfs', '-q', '-f'],
-        'xfs': ['mkfs.xfs', '-q', '-f', '-m', 'reflink=1'],
-    }
+    MKFS = {k: loopfs.LoopFs.MKFS[k] for k in ('btrfs', 'xfs')}
 
     def __init__(self, fstype, size=2 * GiB, workdir=None):
         if fstype not in self.MKFS:
             raise AssertionError(f'no loop filesystem of type {fstype}')
-        self.fstype = fstype
-        self.size = size
         self.workdir = tempfile.mkdtemp(prefix=f'storaged-data-{fstype}-', dir=workdir)
-        self.image = os.path.join(self.workdir, f'{fstype}.img')
-        self.mnt = os.path.join(self.workdir, 'mnt')
-        self.dev = None
-        self.mounted = False
-
-    def setup(self):
-        for tool in (self.MKFS[self.fstype][0], 'losetup', 'mount', 'umount'):
-            if shutil.which(tool) is None:
-                raise AssertionError(f'{tool} is not installed: the {self.fstype} tests need it')
-        with open(self.image, 'wb') as f:
-            f.truncate(self.size)
-        self.dev = run(['losetup', '-f', '--show', self.image]).strip()
-        if not self.dev.startswith('/dev/loop'):
-            raise AssertionError(f'losetup gave {self.dev!r}')
-        run(self.MKFS[self.fstype] + [self.dev])
-        os.mkdir(self.mnt)
-        run(['mount', '-t', self.fstype, self.dev, self.mnt])
-        self.mounted = True
-        magic = fs_magic(self.mnt)
-        want = BTRFS_MAGIC if self.fstype == 'btrfs' else XFS_MAGIC
-        if magic != want:
-            raise AssertionError(f'{self.mnt} is not {self.fstype} (f_type {magic:#x})')
-        return self
+        super().__init__(fstype, self.workdir, size)
 
     def cleanup(self):
-        errors = []
-        if self.mounted:
-            try:
-                run(['umount', self.mnt])
-            except AssertionError as e:
-                errors.append(str(e))
-                subprocess.run(['umount', '-l', self.mnt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            self.mounted = False
-        if self.dev:
-            try:
-                run(['losetup', '-d', self.dev])
-            except AssertionError as e:
-                errors.append(str(e))
-            self.dev = None
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        if errors:
-            raise AssertionError('cleanup of the loop filesystem failed:\n' + '\n'.join(errors))
+        try:
+            super().cleanup()
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 # ---- data -------------------------------------------------------------------
