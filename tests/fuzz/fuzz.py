@@ -467,7 +467,9 @@ class World:
             for n in dirnames + filenames:
                 p = os.path.join(dirpath, n)
                 rp = os.path.realpath(p)
-                if any(rp == a or rp.startswith(a + os.sep) for a in allowed) or os.path.islink(p):
+                # a pool directory, what it holds, or a parent made for it
+                if any(rp == a or rp.startswith(a + os.sep) or a.startswith(rp + os.sep) for a in allowed) \
+                        or os.path.islink(p):
                     continue
                 if dirpath == self.tmp and n in ('outside', 'pools', 'logs'):
                     continue
@@ -569,6 +571,9 @@ def run(args):
                         os.close(fd)
                 except GLib.Error as e:
                     err = e
+                if err is None and method == 'AddPool' and isinstance(vals[2], dict) and vals[2].get('dir_path'):
+                    # a pool that may be gone before the next refresh
+                    world.ever_pool_dirs.add(os.path.realpath(vals[2]['dir_path']))
                 c = classify(err)
                 if c is None:
                     table[key]['FAIL'] += 1
