@@ -63,11 +63,16 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         return sd_event_source_set_enabled(s, SD_EVENT_ON);
 }
 
-static int on_owner_gone(sd_bus_track *t, void *userdata) {
-        BusJob *j = userdata;
-        j->track = sd_bus_track_unref(j->track);
-        job_cancel(j);
-        return 0;
+/* A caller left the bus (service/caller-uid.c tells): its jobs are cancelled. */
+static void on_caller_left(const char *owner) {
+        GHashTableIter it;
+        gpointer j;
+        if (!running)
+                return;
+        g_hash_table_iter_init(&it, running);
+        while (g_hash_table_iter_next(&it, &j, NULL))
+                if (g_strcmp0(((BusJob *) j)->owner, owner) == 0)
+                        job_cancel(j);
 }
 
 static int method_cancel(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -156,8 +161,6 @@ BusJob *bus_job_start(sd_bus_message *m, const char *operation, const char *obje
         j->uid = (uid_t) -1;
         j->owner = g_strdup(sd_bus_message_get_sender(m));
         caller_uid_cached(j->owner, &j->uid);
-        if (sd_bus_track_new(bus, &j->track, on_owner_gone, j) >= 0)
-                sd_bus_track_add_sender(j->track, m);
         sd_bus_add_object_vtable(bus, &j->slot, j->path, JOB_INTERFACE, job_vtable, j);
         sd_event_add_time(sd_bus_get_event(bus), &j->timer, CLOCK_MONOTONIC,
                           clock_usec(CLOCK_MONOTONIC) + PROGRESS_PERIOD_USEC, 0, on_tick, j);
@@ -165,6 +168,10 @@ BusJob *bus_job_start(sd_bus_message *m, const char *operation, const char *obje
         if (!running)
                 running = g_hash_table_new(g_direct_hash, g_direct_equal);
         g_hash_table_add(running, j);
+        /* registered with the first job: nothing to cancel before */
+        caller_uid_on_leave(on_caller_left);
+        if (caller_uid_left(j->owner))
+                job_cancel(j); /* it left while its call waited */
         return j;
 }
 
@@ -188,7 +195,6 @@ void bus_job_finish(BusJob *j, const StorageError *err) {
         sd_bus_emit_interfaces_removed(j->bus, j->path, JOB_INTERFACE, NULL);
         j->timer = sd_event_source_disable_unref(j->timer);
         j->slot = sd_bus_slot_unref(j->slot);
-        j->track = sd_bus_track_unref(j->track);
         close(j->progress.cancel_fd);
         sd_bus_unref(j->bus);
         g_free(j->owner);

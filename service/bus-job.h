@@ -1,4 +1,5 @@
-/* Job objects (/org/qubes/Storage1/job/<N>) for long operations. */
+/* Job objects (/org/qubes/Storage1/job/<N>) for long operations. A job is
+ * cancelled when its caller (owner) leaves the bus (service/caller-uid.h). */
 #pragma once
 
 #include <stdbool.h>
@@ -26,7 +27,6 @@ typedef struct BusJob {
         sd_bus *bus;
         sd_bus_slot *slot;
         sd_event_source *timer;
-        sd_bus_track *track;      /* the caller: leaving the bus cancels */
 } BusJob;
 
 /* Publishes a job for the call m about object (a volume path). */

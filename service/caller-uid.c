@@ -23,6 +23,8 @@ static void message_unref(gpointer m) {
 }
 static sd_bus_slot *owner_match;
 static unsigned waiting_total;
+static CallerLeftFn listeners[4];
+static unsigned n_listeners;
 
 static void entry_free(Entry *e) {
         sd_bus_slot_unref(e->slot);
@@ -39,10 +41,14 @@ static int on_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *err
         if (name[0] != ':' || *new_owner)
                 return 0;
         Entry *e = g_hash_table_lookup(cache, name);
-        if (e && e->slot)
+        if (!e)
+                return 0; /* never called: holds nothing */
+        if (e->slot)
                 e->gone = true; /* forgotten once the answer is in */
-        else if (e)
+        else
                 g_hash_table_remove(cache, name);
+        for (unsigned i = 0; i < n_listeners; i++)
+                listeners[i](name);
         return 0;
 }
 
@@ -124,6 +130,19 @@ int caller_uid_cached(const char *name, uid_t *uid) {
                 return -ENOENT;
         *uid = e->uid;
         return 0;
+}
+
+bool caller_uid_left(const char *name) {
+        Entry *e = cache && name ? g_hash_table_lookup(cache, name) : NULL;
+        return !e || e->gone;
+}
+
+void caller_uid_on_leave(CallerLeftFn fn) {
+        for (unsigned i = 0; i < n_listeners; i++)
+                if (listeners[i] == fn)
+                        return;
+        g_assert(n_listeners < G_N_ELEMENTS(listeners));
+        listeners[n_listeners++] = fn;
 }
 
 unsigned caller_uid_waiting(void) {

@@ -1,10 +1,15 @@
-/* The uid of a caller, asked of the bus asynchronously and remembered per
- * unique name until the name leaves the bus (NameOwnerChanged). The loop
- * never waits for the bus: a call whose caller's uid is not known yet waits
- * for the answer and is dispatched again, like a call waiting for polkit
- * (service/auth.h). Loop thread only. */
+/* Who the callers are: the uid of each caller, asked of the bus
+ * asynchronously and remembered per unique name until the name leaves the
+ * bus, and the one place that learns a caller left (the NameOwnerChanged
+ * match installed at start). The loop never waits for the bus: a call whose
+ * caller's uid is not known yet waits for the answer and is dispatched again,
+ * like a call waiting for polkit (service/auth.h). What callers hold is
+ * another concern, kept in service/callers.c (imports and exports) and
+ * service/bus-job.c (jobs): they listen here for callers leaving. Loop thread
+ * only. */
 #pragma once
 
+#include <stdbool.h>
 #include <systemd/sd-bus.h>
 #include <sys/types.h>
 
@@ -19,6 +24,17 @@ int caller_uid(sd_bus_message *m, uid_t *uid, sd_bus_error *error);
 
 /* The remembered uid of a unique name: 0 with *uid, -ENOENT when unknown. */
 int caller_uid_cached(const char *name, uid_t *uid);
+
+/* Whether the caller name has left the bus. Unique names are never reused,
+ * so a name that made a call (every call passes caller_uid() before it can
+ * hold anything) and is no longer known has left: true also when it left
+ * while its call was still being answered. */
+bool caller_uid_left(const char *name);
+
+/* fn runs with the unique name of each caller that leaves the bus after
+ * having made a call (at most 4 listeners; adding one twice adds it once). */
+typedef void (*CallerLeftFn)(const char *name);
+void caller_uid_on_leave(CallerLeftFn fn);
 
 /* Calls waiting for a uid. */
 unsigned caller_uid_waiting(void);

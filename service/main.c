@@ -383,7 +383,6 @@ int main(int argc, char **argv) {
         usage_shutdown();
         tasks_shutdown(); /* runs what finished meanwhile: before what it may use goes */
         auth_shutdown();
-        callers_shutdown();
         if (r == -ECONNRESET)
                 return EXIT_FAILURE;
         if (r < 0) {

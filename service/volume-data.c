@@ -67,7 +67,12 @@ static int need(VolumeOp *op, const Driver *d, const void *fn, const char *what)
         return se_set(&op->err, SE_NOT_SUPPORTED, "The %s driver cannot %s (volume %s)", d->name, what, op->spec->vid);
 }
 
+/* Opens a staging target or export view a driver named. A file in a pool
+ * directory is never followed if it is a symlink (ELOOP); a device node's
+ * name in /dev (lvm_thin: /dev/VG/LV) is a udev symlink by design. */
 static int open_path(VolumeOp *op, const char *path, int flags) {
+        if (!g_str_has_prefix(path, "/dev/"))
+                flags |= O_NOFOLLOW;
         int fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 se_errno(&op->err, errno, "Cannot open %s", path);
