@@ -186,7 +186,7 @@ class Gen:
         r, w = self.r, self.w
         k = r.randrange(10)
         if k == 0:
-            return r.choice([len(fds) + 3, 2 ** 31 - 1, 2 ** 32 - 1])  # never sent
+            return r.choice([len(fds) + 3, 2 ** 31 - 1])  # never sent
         if k in (1, 2):
             a, b = os.pipe()
             if r.random() < 0.7:
