@@ -13,7 +13,6 @@ Nothing here skips: a missing facility is a failure.
 
 import hashlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -32,6 +31,7 @@ from gi.repository import Gio, GLib  # noqa: E402
 SRCDIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(SRCDIR, 'tests'))
 from support.names import path_encode, pool_path, volume_path  # noqa: E402,F401
+from support.calls import DBusCallError, split_gerror as _split_gerror  # noqa: E402,F401
 
 SERVICE = os.path.abspath(os.environ.get('QUBES_STORAGED') or os.path.join(SRCDIR, 'build', 'qubes-storaged-test'))
 
@@ -137,23 +137,6 @@ def snapshot_diff(before, after):
         elif before[k] != after[k]:
             lines.append(f'  changed: {k} {before[k]} -> {after[k]}')
     return '\n'.join(lines)
-
-
-class DBusCallError(Exception):
-    """A D-Bus error reply, split into name and message."""
-
-    def __init__(self, name, message, gerror):
-        super().__init__(f'{name}: {message}')
-        self.name = name
-        self.message = message
-        self.gerror = gerror
-
-
-def _split_gerror(e):
-    m = re.match(r'^GDBus\.Error:([^\s:]+): (.*)$', e.message or '', re.S)
-    if m:
-        return m.group(1), m.group(2)
-    return None, e.message
 
 
 def opts(**kw):

@@ -10,4 +10,5 @@ Modules (one concern each):
   names   D-Bus object path encoding of pool and volume names
   loopfs  loop-mounted btrfs/XFS/ext4 filesystems and tmpfs made for one run
   bus     a private dbus-daemon (system type) and a connection to it
+  calls   D-Bus error replies split into name and message
 """

@@ -36,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # tests/: the support package
 from support.names import path_encode, pool_path, volume_path  # noqa: E402,F401
 from support.bus import BUS_CONFIG_HEAD, PERMISSIVE_POLICY, Bus, bus_config  # noqa: E402,F401
+from support.calls import DBusCallError as CallError, split_gerror as gerror_split  # noqa: E402
 
 SRCDIR = os.path.abspath(os.environ.get('QUBES_STORAGED_SRC') or os.path.dirname(os.path.dirname(HERE)))
 SERVICE = os.path.abspath(os.environ.get('QUBES_STORAGED') or os.path.join(SRCDIR, 'build', 'qubes-storaged-test'))
@@ -163,23 +164,6 @@ SYSTEM_POLICY = '''
 
 
 # ---------------------------------------------------------------- calls
-
-class CallError(Exception):
-    def __init__(self, name, message):
-        super().__init__(f'{name}: {message}')
-        self.name = name
-        self.message = message
-
-
-def gerror_split(e):
-    """(error name, message) of a D-Bus error reply; the message without
-    GDBus' 'GDBus.Error:NAME: ' prefix."""
-    name = Gio.DBusError.get_remote_error(e)
-    msg = e.message or ''
-    if name and msg.startswith(f'GDBus.Error:{name}: '):
-        msg = msg[len(f'GDBus.Error:{name}: '):]
-    return name, msg
-
 
 def call(conn, path, iface, method, sig=None, args=(), dest=BUS_NAME, flags=Gio.DBusCallFlags.NONE,
          timeout=CALL_TIMEOUT_MS):
