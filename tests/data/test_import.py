@@ -238,7 +238,11 @@ class ImportMixin:
                 f.truncate(4 * MiB)
                 f.write(b'\x5a' * BLOCK)
         else:
-            shutil.copyfile(self.img(self.v), os.path.join(self.D, self.v + '-dirty.img'))
+            # Whole at once, as a crash leaves it: the service reads sizes
+            # behind our back and must never see a half-copied image.
+            tmp = os.path.join(os.path.dirname(self.D), 'planted-dirty.tmp')
+            shutil.copyfile(self.img(self.v), tmp)
+            os.rename(tmp, os.path.join(self.D, self.v + '-dirty.img'))
 
     def test_busy_while_dirty(self):
         self.make_dirty()
