@@ -159,11 +159,8 @@ static int method_add_pool(sd_bus_message *m, void *userdata, sd_bus_error *erro
 
         StorageError serr = STORAGE_ERROR_INIT;
         Pool *p = pool_open_config(name, d, config, &serr);
-        if (!p) {
-                r = error_set(error, serr.code, "%s", serr.message);
-                se_clear(&serr);
-                return r;
-        }
+        if (!p)
+                return error_take(error, &serr);
         AddPool *a = g_new0(AddPool, 1);
         a->task.prepare = add_pool_prepare;
         a->task.work = add_pool_work;

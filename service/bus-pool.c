@@ -157,15 +157,6 @@ static int read_volume_config(sd_bus_message *m, Pool *p, VolumeSpec *s, sd_bus_
         return 0;
 }
 
-int bus_check_revisions(Pool *p, int n, const char *what, sd_bus_error *error) {
-        if (n < 0)
-                return error_set(error, SE_INVALID_ARGUMENT, "Invalid revisions_to_keep %d for %s", n, what);
-        if (p->driver->max_revisions_to_keep >= 0 && n > p->driver->max_revisions_to_keep)
-                return error_set(error, SE_NOT_SUPPORTED, "%s: the %s driver keeps at most %d revisions, not %d", what,
-                                 p->driver->name, p->driver->max_revisions_to_keep, n);
-        return 0;
-}
-
 static int method_create_volume(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Pool *p = userdata;
         _cleanup_(volume_spec_freep) VolumeSpec *s = g_new0(VolumeSpec, 1);
@@ -200,16 +191,13 @@ static int method_create_volume(sd_bus_message *m, void *userdata, sd_bus_error 
         }
         if (s->size == 0)
                 return error_set(error, SE_INVALID_ARGUMENT, "Missing size for volume %s (pool %s)", s->name, p->name);
+        StorageError serr = STORAGE_ERROR_INIT;
         if (s->revisions_to_keep < 0)
                 s->revisions_to_keep = p->revisions_to_keep;
-        else if (bus_check_revisions(p, s->revisions_to_keep, s->name, error) < 0)
-                return -EINVAL;
-        StorageError serr = STORAGE_ERROR_INIT;
-        if (p->driver->volume_init(p->drv, s, &serr) < 0) {
-                r = error_set(error, serr.code, "%s", serr.message);
-                se_clear(&serr);
-                return r;
-        }
+        else if (revisions_check(p->driver, s->revisions_to_keep, s->name, &serr) < 0)
+                return error_take(error, &serr);
+        if (p->driver->volume_init(p->drv, s, &serr) < 0)
+                return error_take(error, &serr);
         if (!valid_vid(s->vid))
                 return error_set(error, SE_INVALID_ARGUMENT, "Invalid vid '%s' (pool %s)", s->vid, p->name);
         char size_s[32];
@@ -276,8 +264,9 @@ static int method_set_revisions(sd_bus_message *m, void *userdata, sd_bus_error 
         if (r < 0)
                 return r;
         g_autofree char *what = g_strdup_printf("pool %s", p->name);
-        if (bus_check_revisions(p, n, what, error) < 0)
-                return -EINVAL;
+        StorageError serr = STORAGE_ERROR_INIT;
+        if (revisions_check(p->driver, n, what, &serr) < 0)
+                return error_take(error, &serr);
         r = auth_check(m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", p->name, NULL }, o.no_user_interaction,
                        error);
         if (r <= 0)

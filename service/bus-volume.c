@@ -236,8 +236,9 @@ static int method_set_revisions(sd_bus_message *m, void *userdata, sd_bus_error 
         if (r < 0)
                 return r;
         g_autofree char *what = g_strdup_printf("volume %s:%s", v->pool->name, v->spec->vid);
-        if (bus_check_revisions(v->pool, n, what, error) < 0)
-                return -EINVAL;
+        StorageError serr = STORAGE_ERROR_INIT;
+        if (revisions_check(v->pool->driver, n, what, &serr) < 0)
+                return error_take(error, &serr);
         VolumeOp *op = NULL;
         r = submit(m, v, VOP_SET_REVISIONS, false, 0, error, &op);
         if (r <= 0)

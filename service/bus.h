@@ -26,9 +26,6 @@ void bus_volume_changed(Volume *v, const char *const *props);
 void bus_volume_size_changed(Volume *v, uint64_t old_size, uint64_t new_size);
 void bus_volume_exported(Volume *v, const char *path, bool ended);
 
-/* revisions_to_keep n within the driver's limits? what names the object. */
-int bus_check_revisions(Pool *p, int n, const char *what, sd_bus_error *error);
-
 /* Submits a volume op that replies to m when it completes (empty reply,
  * or "b" for verify, "o" for create). */
 int bus_submit_volume_op(sd_bus_message *m, VolumeOp *op);

@@ -75,6 +75,12 @@ int error_set(sd_bus_error *ret, StorageErrorCode code, const char *fmt, ...) {
         return r;
 }
 
+int error_take(sd_bus_error *ret, StorageError *e) {
+        int r = error_set(ret, e->code, "%s", e->message ? e->message : "failed");
+        se_clear(e);
+        return r;
+}
+
 int error_reply(sd_bus_message *m, const StorageError *e) {
         return sd_bus_reply_method_errorf(m, error_name(e->code), "%s", e->message ? e->message : "failed");
 }

@@ -14,3 +14,5 @@ int errors_register(void);
  * method handlers expect. */
 int error_set(sd_bus_error *ret, StorageErrorCode code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int error_reply(sd_bus_message *m, const StorageError *e);
+/* Moves e into *ret (e is cleared); returns a negative errno as error_set. */
+int error_take(sd_bus_error *ret, StorageError *e);

@@ -316,6 +316,15 @@ int parse_revisions(const char *s, int *out) {
         return 0;
 }
 
+int revisions_check(const Driver *d, int n, const char *what, StorageError *err) {
+        if (n < 0)
+                return se_set(err, SE_INVALID_ARGUMENT, "Invalid revisions_to_keep %d for %s", n, what);
+        if (d->max_revisions_to_keep >= 0 && n > d->max_revisions_to_keep)
+                return se_set(err, SE_NOT_SUPPORTED, "%s: the %s driver keeps at most %d revisions, not %d", what,
+                              d->name, d->max_revisions_to_keep, n);
+        return 0;
+}
+
 Pool *pool_open_config(const char *name, const Driver *d, GHashTable *config, StorageError *err) {
         GHashTableIter it;
         gpointer k;
@@ -334,11 +343,9 @@ Pool *pool_open_config(const char *name, const Driver *d, GHashTable *config, St
                         se_set(err, SE_INVALID_ARGUMENT, "Invalid revisions_to_keep '%s' for pool %s", s, name);
                         return NULL;
                 }
-                if (d->max_revisions_to_keep >= 0 && revisions > d->max_revisions_to_keep) {
-                        se_set(err, SE_NOT_SUPPORTED, "Pool %s: the %s driver keeps at most %d revisions, not %d",
-                               name, d->name, d->max_revisions_to_keep, revisions);
+                g_autofree char *what = g_strdup_printf("Pool %s", name);
+                if (revisions_check(d, revisions, what, err) < 0)
                         return NULL;
-                }
                 g_hash_table_replace(config, g_strdup("revisions_to_keep"), g_strdup_printf("%d", revisions));
         }
         void *drv = NULL;

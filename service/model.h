@@ -72,6 +72,9 @@ void model_set_hooks(const ModelHooks *hooks);
 Pool *pool_new(const char *name, const Driver *driver, void *drv, GHashTable *config, int revisions_to_keep);
 /* Checks the parameters against the driver (normalising config in place,
  * filling revisions_to_keep) and opens the driver's pool. No I/O. */
+/* revisions_to_keep n within what driver d keeps? what names the object
+ * ("pool P", "volume P:V"). */
+int revisions_check(const Driver *d, int n, const char *what, StorageError *err);
 Pool *pool_open_config(const char *name, const Driver *d, GHashTable *config, StorageError *err);
 Pool *pool_ref(Pool *p);
 void pool_unref(Pool *p);
