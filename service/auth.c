@@ -165,15 +165,8 @@ static int check_pending_limits(const char *sender, uid_t uid, sd_bus_error *err
                 by_name += strcmp(q->sender, sender) == 0;
                 by_uid += q->uid == uid;
         }
-        if (by_name >= LIMIT_PENDING_PER_NAME)
-                return error_set(error, SE_LIMITS_EXCEEDED,
-                                 "Caller %s has %u calls waiting for authorization already (at most %u)", sender,
-                                 by_name, LIMIT_PENDING_PER_NAME);
-        if (by_uid >= LIMIT_PENDING_PER_UID)
-                return error_set(error, SE_LIMITS_EXCEEDED,
-                                 "uid %u has %u calls waiting for authorization already (at most %u)", (unsigned) uid,
-                                 by_uid, LIMIT_PENDING_PER_UID);
-        return 0;
+        return limits_check(sender, uid, "calls waiting for authorization", by_name, LIMIT_PENDING_PER_NAME, by_uid,
+                            LIMIT_PENDING_PER_UID, error);
 }
 
 static int ask_polkit(sd_bus_message *m, uid_t uid, const char *action, const char *const *const *details, size_t n,

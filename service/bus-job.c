@@ -222,11 +222,6 @@ int bus_job_check_limits(sd_bus_message *m, sd_bus_error *error) {
                 by_name += g_strcmp0(j->owner, sender) == 0;
                 by_uid += j->uid == uid;
         }
-        if (by_name >= LIMIT_JOBS_PER_NAME)
-                return error_set(error, SE_LIMITS_EXCEEDED, "Caller %s runs %u jobs already (at most %u)", sender,
-                                 by_name, LIMIT_JOBS_PER_NAME);
-        if (by_uid >= LIMIT_JOBS_PER_UID)
-                return error_set(error, SE_LIMITS_EXCEEDED, "uid %u runs %u jobs already (at most %u)", (unsigned) uid,
-                                 by_uid, LIMIT_JOBS_PER_UID);
-        return 0;
+        return limits_check(sender, uid, "jobs running", by_name, LIMIT_JOBS_PER_NAME, by_uid, LIMIT_JOBS_PER_UID,
+                            error);
 }

@@ -323,13 +323,8 @@ static int check_import_limits(sd_bus_message *m, sd_bus_error *error) {
                                   owner_uid == uid;
                 }
         }
-        if (by_name >= LIMIT_IMPORTS_PER_NAME)
-                return error_set(error, SE_LIMITS_EXCEEDED, "Caller %s has %u imports staged already (at most %u)",
-                                 sender, by_name, LIMIT_IMPORTS_PER_NAME);
-        if (by_uid >= LIMIT_IMPORTS_PER_UID)
-                return error_set(error, SE_LIMITS_EXCEEDED, "uid %u has %u imports staged already (at most %u)",
-                                 (unsigned) uid, by_uid, LIMIT_IMPORTS_PER_UID);
-        return 0;
+        return limits_check(sender, uid, "imports staged", by_name, LIMIT_IMPORTS_PER_NAME, by_uid,
+                            LIMIT_IMPORTS_PER_UID, error);
 }
 
 static int method_import_begin(sd_bus_message *m, void *userdata, sd_bus_error *error) {

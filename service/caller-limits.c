@@ -2,6 +2,8 @@
 
 #include <sys/resource.h>
 
+#include "errors.h"
+
 unsigned limits_import_idle_sec = IMPORT_IDLE_TIMEOUT_SEC;
 
 void limits_raise_nofile(void) {
@@ -10,4 +12,15 @@ void limits_raise_nofile(void) {
                 return;
         rl.rlim_cur = rl.rlim_max < SERVICE_NOFILE ? rl.rlim_max : SERVICE_NOFILE;
         setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+int limits_check(const char *sender, uid_t uid, const char *held, unsigned by_name, unsigned max_name,
+                 unsigned by_uid, unsigned max_uid, sd_bus_error *error) {
+        if (by_name >= max_name)
+                return error_set(error, SE_LIMITS_EXCEEDED, "Caller %s has %u %s already (at most %u)", sender,
+                                 by_name, held, max_name);
+        if (by_uid >= max_uid)
+                return error_set(error, SE_LIMITS_EXCEEDED, "uid %u has %u %s already (at most %u)", (unsigned) uid,
+                                 by_uid, held, max_uid);
+        return 0;
 }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
+#include <systemd/sd-bus.h>
 
 /* Calls waiting for an answer of polkit (or for the bus to tell the caller's
  * uid). Each holds its message, and with it every fd the message carries:
@@ -37,6 +38,11 @@
 #define SERVICE_NOFILE 16384
 
 extern unsigned limits_import_idle_sec;
+
+/* Refuses with LimitsExceeded, naming the caller or its uid, when either
+ * holds `held` (e.g. "jobs running") up to its limit already. */
+int limits_check(const char *sender, uid_t uid, const char *held, unsigned by_name, unsigned max_name,
+                 unsigned by_uid, unsigned max_uid, sd_bus_error *error);
 
 /* Raises RLIMIT_NOFILE towards SERVICE_NOFILE. */
 void limits_raise_nofile(void);
