@@ -353,6 +353,19 @@ static int thin_volume_create(void *pool, VolumeSpec *v, StorageError *err) {
 /* lvm: 1 lvremove for every LV the volume owns (L, -snap, -import,
  * revisions, exports) + lvs; nothing when it owns none. dmsetup: 1 + 2 per
  * handed-out device still there. */
+/* Removes the LVs named in doomed (an array of strings) in one transaction. */
+static int remove_lvs(const char *vg, GPtrArray *doomed, StorageError *err) {
+        if (doomed->len == 0)
+                return 0;
+        g_ptr_array_add(doomed, NULL);
+        LvmTx tx;
+        lvm_tx_begin(&tx, vg);
+        int r = lvm_remove(&tx, (const char *const *) doomed->pdata, err);
+        if (lvm_tx_end(&tx, true, r < 0 ? NULL : err) < 0)
+                r = -1;
+        return r;
+}
+
 static int thin_volume_remove(void *pool, VolumeSpec *v, StorageError *err) {
         ThinPool *p = pool;
         g_auto(Names) n = { 0 };
@@ -373,15 +386,7 @@ static int thin_volume_remove(void *pool, VolumeSpec *v, StorageError *err) {
                 if (r)
                         rev_free(r);
         }
-        if (doomed->len == 0)
-                return 0;
-        g_ptr_array_add(doomed, NULL);
-        LvmTx tx;
-        lvm_tx_begin(&tx, n.vg);
-        int r = lvm_remove(&tx, (const char *const *) doomed->pdata, err);
-        if (lvm_tx_end(&tx, true, r < 0 ? NULL : err) < 0)
-                r = -1;
-        return r;
+        return remove_lvs(n.vg, doomed, err);
 }
 
 static int import_busy(StorageError *err, const VolumeSpec *v) {
@@ -766,15 +771,7 @@ static int thin_volume_cleanup(void *pool, VolumeSpec *v, StorageError *err) {
                 g_ptr_array_add(doomed, g_strdup(n.import));
         for (guint i = 0; i < left->len; i++)
                 g_ptr_array_add(doomed, g_strdup(((LvmLv *) left->pdata[i])->name));
-        if (doomed->len == 0)
-                return 0;
-        g_ptr_array_add(doomed, NULL);
-        LvmTx tx;
-        lvm_tx_begin(&tx, n.vg);
-        int r = lvm_remove(&tx, (const char *const *) doomed->pdata, err);
-        if (lvm_tx_end(&tx, true, r < 0 ? NULL : err) < 0)
-                r = -1;
-        return r;
+        return remove_lvs(n.vg, doomed, err);
 }
 
 static const char *const thin_params[] = { "revisions_to_keep", "volume_group", "thin_pool", NULL };
