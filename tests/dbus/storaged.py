@@ -14,8 +14,6 @@ Nothing here skips: a missing facility is a failure.
 import hashlib
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +30,11 @@ SRCDIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 sys.path.insert(0, os.path.join(SRCDIR, 'tests'))
 from support.names import path_encode, pool_path, volume_path  # noqa: E402,F401
 from support.calls import DBusCallError, split_gerror as _split_gerror  # noqa: E402,F401
+from support.bus import name_has_owner  # noqa: E402
+from support.service import (SANITIZER_MARKERS, STARTUP_TIMEOUT_S, STOP_TIMEOUT_S, Service,  # noqa: E402,F401
+                             default_binary, wait_released)
 
-SERVICE = os.path.abspath(os.environ.get('QUBES_STORAGED') or os.path.join(SRCDIR, 'build', 'qubes-storaged-test'))
+SERVICE = default_binary()
 
 BUS_NAME = 'org.qubes.Storage1'
 ROOT = '/org/qubes/Storage1'
@@ -53,10 +54,6 @@ ERROR_NAMES = ('Failed', 'NotAuthorized', 'InvalidArgument', 'UnknownDriver', 'N
 # A deadlock guard for calls and waits, never an assertion about speed.
 CALL_TIMEOUT_MS = 120 * 1000
 WAIT_TIMEOUT_S = 60
-STARTUP_TIMEOUT_S = 60
-STOP_TIMEOUT_S = 60
-
-SANITIZER_MARKERS = ('AddressSanitizer', 'LeakSanitizer', 'UndefinedBehaviorSanitizer', 'runtime error:')
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -178,70 +175,6 @@ def vconf(**kw):
     return out
 
 
-class Service:
-    """One run of the service binary."""
-
-    def __init__(self, state_dir, base_dir, log_dir, env=None, extra_args=()):
-        self.state_dir = state_dir
-        self.base_dir = base_dir
-        self.log_dir = log_dir
-        self.env = dict(os.environ)
-        self.env.update(env or {})
-        self.extra_args = list(extra_args)
-        self.proc = None
-        self.runs = 0
-        self.log_path = None
-
-    def argv(self):
-        return [SERVICE, '--bus', 'system', '--state-dir', self.state_dir, '--base-dir', self.base_dir] + \
-            self.extra_args
-
-    def start(self):
-        if not os.access(SERVICE, os.X_OK):
-            raise AssertionError(f'service binary {SERVICE} is missing or not executable '
-                                 f'(build it, or set QUBES_STORAGED)')
-        self.runs += 1
-        self.log_path = os.path.join(self.log_dir, f'service-{self.runs}.log')
-        self._log = open(self.log_path, 'wb')
-        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=self.env)
-
-    def output(self):
-        if not self.log_path:
-            return ''
-        with open(self.log_path, 'rb') as f:
-            return f.read().decode('utf-8', 'replace')
-
-    def all_output(self):
-        parts = []
-        for i in range(1, self.runs + 1):
-            p = os.path.join(self.log_dir, f'service-{i}.log')
-            with open(p, 'rb') as f:
-                parts.append(f'--- service run {i} ---\n' + f.read().decode('utf-8', 'replace'))
-        return '\n'.join(parts)
-
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self):
-        """SIGTERM and wait. Returns the exit status; raises if it hangs."""
-        if self.proc is None:
-            return None
-        proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                self._log.close()
-                raise AssertionError(f'service did not exit within {STOP_TIMEOUT_S}s of SIGTERM; output:\n'
-                                     + self.output())
-        self._log.close()
-        return proc.returncode
-
-
 class StoragedTestCase(dbusmock.DBusTestCase):
     """Base class: private system bus per class, fresh dirs and service per test."""
 
@@ -294,59 +227,18 @@ class StoragedTestCase(dbusmock.DBusTestCase):
     # ---- service lifecycle -------------------------------------------------
 
     def start_service(self):
-        self.service.start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if not self.service.running():
-                rc = self.service.proc.returncode if self.service.proc else None
-                out = self.service.output()
-                self.service.stop()
-                raise AssertionError(f'service exited (status {rc}) before owning {BUS_NAME}; '
-                                     f'argv {self.service.argv()}; output:\n{out}')
-            owned = self.bus.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
-                                       'NameHasOwner', GLib.Variant('(s)', (BUS_NAME,)),
-                                       GLib.VariantType('(b)'), Gio.DBusCallFlags.NONE, -1, None).unpack()[0]
-            if owned:
-                break
-            if time.monotonic() > deadline:
-                out = self.service.output()
-                self.service.stop()
-                raise AssertionError(f'{BUS_NAME} did not appear on the bus within {STARTUP_TIMEOUT_S}s; '
-                                     f'service output:\n{out}')
-            time.sleep(0.02)
-        owner = self.bus.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
-                                   'GetNameOwner', GLib.Variant('(s)', (BUS_NAME,)), GLib.VariantType('(s)'),
-                                   Gio.DBusCallFlags.NONE, -1, None).unpack()[0]
-        pid = self.bus.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
-                                 'GetConnectionUnixProcessID', GLib.Variant('(s)', (owner,)),
-                                 GLib.VariantType('(u)'), Gio.DBusCallFlags.NONE, -1, None).unpack()[0]
-        if pid != self.service.proc.pid:
-            raise AssertionError(f'{BUS_NAME} is owned by pid {pid}, not by the service we started '
-                                 f'(pid {self.service.proc.pid})')
-        self.owner = owner
+        self.owner = self.service.launch(self.bus)
 
     def stop_service(self):
         """SIGTERM the service, wait, and check its output for sanitizer reports."""
         if self.service.proc is None:
             return
-        rc = self.service.stop()
-        out = self.service.output()
-        for marker in SANITIZER_MARKERS:
-            if marker in out:
-                raise AssertionError(f'sanitizer report ({marker!r}) in the service output:\n{out}')
-        if rc != 0:
-            raise AssertionError(f'service exited with status {rc} after SIGTERM (expected 0); output:\n{out}')
+        self.service.stop_checked()
         # the bus must have released the name before anyone starts another one
-        deadline = time.monotonic() + WAIT_TIMEOUT_S
-        while self._name_has_owner():
-            if time.monotonic() > deadline:
-                raise AssertionError(f'{BUS_NAME} still owned after the service exited')
-            time.sleep(0.02)
+        wait_released(self.bus, BUS_NAME, WAIT_TIMEOUT_S)
 
     def _name_has_owner(self):
-        return self.bus.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
-                                  'NameHasOwner', GLib.Variant('(s)', (BUS_NAME,)), GLib.VariantType('(b)'),
-                                  Gio.DBusCallFlags.NONE, -1, None).unpack()[0]
+        return name_has_owner(self.bus, BUS_NAME)
 
     def restart_service(self):
         self.stop_service()

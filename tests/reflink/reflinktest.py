@@ -264,17 +264,9 @@ class ReflinkTestCase(StoragedTestCase):
 
     def kill_service(self):
         """SIGKILL, as a crash: no clean-up in the service."""
-        proc = self.service.proc
-        self.assertIsNotNone(proc, 'service is not running')
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(60)
-        self.service._log.close()
-        self.service.proc = None
-        deadline = time.monotonic() + 60
-        while self._name_has_owner():
-            if time.monotonic() > deadline:
-                fail(f'{BUS_NAME} still owned after SIGKILL of the service')
-            time.sleep(0.02)
+        self.assertIsNotNone(self.service.proc, 'service is not running')
+        self.service.kill(signal.SIGKILL, 60)
+        storaged.wait_released(self.bus, BUS_NAME, 60)
 
     def wait_paused(self, what, cond=None, timeout=60):
         """Waits until a worker of the service sleeps at a test-seam pause (and

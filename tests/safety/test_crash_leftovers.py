@@ -18,7 +18,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'reflink'))
 
-from reflinktest import MiB, ReflinkTestCase, main, volume_path  # noqa: E402
+from reflinktest import MiB, ReflinkTestCase, main, storaged, volume_path  # noqa: E402
 
 
 def make_file(path, data=b'leftover'):
@@ -142,13 +142,10 @@ class LeftoversMixin:
             call()
         except Exception:  # noqa: BLE001 - the call dies with the service
             pass
-        self.service.proc.wait(60)
+        self.service.reap(60)
         st.wait(60)
         st.stderr.close()
-        self.service._log.close()
-        self.service.proc = None
-        while self._name_has_owner():
-            time.sleep(0.02)
+        storaged.wait_released(self.bus, storaged.BUS_NAME)
 
     def test_remove_killed_is_there_or_gone(self):
         second = '-cow.img' if self.driver == 'file' else '.img.1@'

@@ -11,4 +11,5 @@ Modules (one concern each):
   loopfs  loop-mounted btrfs/XFS/ext4 filesystems and tmpfs made for one run
   bus     a private dbus-daemon (system type) and a connection to it
   calls   D-Bus error replies split into name and message
+  service one run after another of the built service: start, wait for its name, stop, kill
 """

@@ -47,6 +47,33 @@ def bus_config(socket, policy, servicedir=None, includes=()):
     return text + '</busconfig>\n'
 
 
+def bus_driver_call(conn, method, sig=None, *args):
+    """A call to the bus driver (org.freedesktop.DBus) on conn: the unpacked reply."""
+    r = conn.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', method,
+                       GLib.Variant(sig, args) if sig else None, None, Gio.DBusCallFlags.NONE,
+                       CALL_TIMEOUT_MS, None)
+    return r.unpack()
+
+
+def name_has_owner(conn, name):
+    return bus_driver_call(conn, 'NameHasOwner', '(s)', name)[0]
+
+
+def name_owner(conn, name):
+    """The unique name owning name, or None when nobody owns it."""
+    try:
+        return bus_driver_call(conn, 'GetNameOwner', '(s)', name)[0]
+    except GLib.Error as e:
+        if Gio.DBusError.get_remote_error(e) == 'org.freedesktop.DBus.Error.NameHasNoOwner':
+            return None
+        raise
+
+
+def owner_pid(conn, name):
+    """The pid of the process owning name (a well-known or a unique name)."""
+    return bus_driver_call(conn, 'GetConnectionUnixProcessID', '(s)', name)[0]
+
+
 class Bus:
     """A private dbus-daemon (system type) with a given config."""
 
@@ -84,16 +111,13 @@ class Bus:
         return self._conn
 
     def dbus(self, method, sig=None, *args):
-        r = self.conn.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', method,
-                                GLib.Variant(sig, args) if sig else None, None, Gio.DBusCallFlags.NONE,
-                                CALL_TIMEOUT_MS, None)
-        return r.unpack()
+        return bus_driver_call(self.conn, method, sig, *args)
 
     def has_owner(self, name):
-        return self.dbus('NameHasOwner', '(s)', name)[0]
+        return name_has_owner(self.conn, name)
 
     def owner_pid(self, name):
-        return self.dbus('GetConnectionUnixProcessID', '(s)', name)[0]
+        return owner_pid(self.conn, name)
 
     def stop(self):
         if self._conn is not None and not self._conn.is_closed():

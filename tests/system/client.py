@@ -23,6 +23,11 @@ gi.require_version('Gio', '2.0')
 gi.require_version('GLib', '2.0')
 from gi.repository import Gio, GLib  # noqa: E402
 
+# python3 -I leaves the script's folder off sys.path: systemtest.NonRoot
+# puts a copy of the support package beside this script.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from support.calls import split_gerror  # noqa: E402
+
 TIMEOUT_MS = 120 * 1000
 
 
@@ -49,10 +54,7 @@ def do_call(conn, c):
     try:
         r = conn.call_sync(c['dest'], c['path'], c['iface'], c['method'], params, None, flags, TIMEOUT_MS, None)
     except GLib.Error as e:
-        name = Gio.DBusError.get_remote_error(e)
-        msg = e.message or ''
-        if name and msg.startswith(f'GDBus.Error:{name}: '):
-            msg = msg[len(f'GDBus.Error:{name}: '):]
+        name, msg = split_gerror(e)
         return {'error': name or f'{e.domain}:{e.code}', 'message': msg}
     return {'ok': plain(r.unpack())}
 

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,11 +36,14 @@ sys.path.insert(0, os.path.dirname(HERE))  # tests/: the support package
 from support.names import path_encode, pool_path, volume_path  # noqa: E402,F401
 from support.bus import BUS_CONFIG_HEAD, PERMISSIVE_POLICY, Bus, bus_config  # noqa: E402,F401
 from support.calls import DBusCallError as CallError, split_gerror as gerror_split  # noqa: E402
+from support import service as support_service  # noqa: E402
+from support.service import SANITIZER_MARKERS  # noqa: E402,F401
 
 SRCDIR = os.path.abspath(os.environ.get('QUBES_STORAGED_SRC') or os.path.dirname(os.path.dirname(HERE)))
-SERVICE = os.path.abspath(os.environ.get('QUBES_STORAGED') or os.path.join(SRCDIR, 'build', 'qubes-storaged-test'))
+SERVICE = support_service.default_binary()
 PYTHON = '/usr/bin/python3'  # Debian's: it has python3-gi and python3-dbusmock
 CLIENT = os.path.join(HERE, 'client.py')
+SUPPORT = os.path.join(os.path.dirname(HERE), 'support')
 
 BUS_NAME = 'org.qubes.Storage1'
 ROOT = '/org/qubes/Storage1'
@@ -66,7 +68,6 @@ WAIT_TIMEOUT_S = 60
 
 MiB = 1 << 20
 
-SANITIZER_MARKERS = ('AddressSanitizer', 'LeakSanitizer', 'UndefinedBehaviorSanitizer', 'runtime error:')
 
 
 def check_environment(test):
@@ -211,8 +212,14 @@ class NonRoot:
 
     def __init__(self, world, address):
         # The client must be readable by uid 65534: the source tree may not be.
+        # It imports support.calls: a copy of the package goes beside it.
         self.script = os.path.join(world, 'client.py')
         if not os.path.exists(self.script):
+            support = os.path.join(world, 'support')
+            shutil.copytree(SUPPORT, support, ignore=shutil.ignore_patterns('__pycache__'))
+            os.chmod(support, 0o755)
+            for name in os.listdir(support):
+                os.chmod(os.path.join(support, name), 0o644)
             shutil.copyfile(CLIENT, self.script)
             os.chmod(self.script, 0o644)
         self.address = address
@@ -291,45 +298,29 @@ class ClientProcess:
 
 # ---------------------------------------------------------------- the service
 
-class Service:
-    """The built service started directly on a bus (not activated)."""
+class Service(support_service.Service):
+    """The built service started directly on a bus (not activated), with
+    the world's state/ and base/ and its output in world/service.log."""
 
     def __init__(self, bus, world, extra_args=()):
-        self.bus = bus
+        super().__init__(os.path.join(world, 'state'), os.path.join(world, 'base'), world,
+                         env={'DBUS_SYSTEM_BUS_ADDRESS': bus.address}, extra_args=extra_args, binary=SERVICE,
+                         log_name='service.log')
+        self.env.pop('STATE_DIRECTORY', None)
         self.world = world
-        self.state_dir = os.path.join(world, 'state')
-        self.base_dir = os.path.join(world, 'base')
-        self.log_path = os.path.join(world, 'service.log')
-        self.log = open(self.log_path, 'a')
-        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=bus.address)
-        env.pop('STATE_DIRECTORY', None)
-        self.proc = subprocess.Popen([SERVICE, '--bus', 'system', '--state-dir', self.state_dir,
-                                      '--base-dir', self.base_dir, *extra_args],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        wait_until(lambda: self.proc.poll() is not None or bus.has_owner(BUS_NAME), 'the service to own its name')
-        if self.proc.poll() is not None:
-            raise AssertionError(f'the service exited with {self.proc.returncode}: {self.read_log()}')
+        self.start()
+        self.wait_owned(bus.conn, WAIT_TIMEOUT_S)
 
     def read_log(self):
-        with open(self.log_path) as f:
-            return f.read()
+        return self.output()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(WAIT_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                self.log.close()
-                raise AssertionError('the service did not stop on SIGTERM')
-        self.log.close()
+        """SIGTERM and wait: the exit status; a sanitizer report in the log fails."""
+        rc = super().stop(WAIT_TIMEOUT_S)
         log = self.read_log()
-        for marker in SANITIZER_MARKERS:
-            if marker in log:
-                raise AssertionError(f'sanitizer report in the service log:\n{log}')
-        return self.proc.returncode
+        if support_service.sanitizer_report(log):
+            raise AssertionError(f'sanitizer report in the service log:\n{log}')
+        return rc
 
 
 def service_pids(marker):
