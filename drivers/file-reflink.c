@@ -291,7 +291,9 @@ static int reflink_pool_setup(void *pool, StorageError *err) {
         ReflinkPool *p = pool;
         struct stat st;
         int existed = fo_stat(p->dir, &st, err);
-        if (existed < 0 || fo_mkdir_p(p->dir, err) < 0)
+        /* the directory itself, never its parents: a refused setup then has
+         * at most this one directory to take back (the file driver does the same) */
+        if (existed < 0 || fo_mkdir(p->dir, err) < 0)
                 return -1;
         if (p->setup_check && reflink_probe(p->dir) < 0) {
                 if (!existed)

@@ -47,6 +47,7 @@ sys.path.insert(0, os.path.join(SRC, 'tests', 'dbus'))
 
 import dbusmock  # noqa: E402
 import storaged  # noqa: E402
+from support.bus import iterate  # noqa: E402
 from storaged import BUS_NAME, ROOT, MANAGER, POOL, VOLUME, MiB, Gio, GLib, Service, pool_path  # noqa: E402
 
 CALL_TIMEOUT_MS = 90 * 1000   # a deadlock guard (ASan is slow), not a speed check
@@ -524,6 +525,17 @@ def run(args):
         world.refresh()
         targets = [(i, m, a) for i, ms in sorted(methods.items()) for m, a in ms]
         state = {'inflight': 0, 'sent': 0, 'answered': 0}
+        pending = {}  # call number -> (sent at, method, path)
+
+        def wait_answer():
+            """Run the loop once; a call GDBus neither answered nor timed out
+            well past CALL_TIMEOUT_MS is a failure named by its method."""
+            iterate(world.ctx)
+            now = time.monotonic()
+            stuck = [(k, p) for t, k, p in pending.values() if now - t > 2 * CALL_TIMEOUT_MS / 1000]
+            if stuck:
+                fail(f'{len(stuck)} calls neither answered nor timed out after {2 * CALL_TIMEOUT_MS // 1000} s, '
+                     f'such as {stuck[:5]}')
 
         def path_for(iface):
             k = rnd.random()
@@ -560,8 +572,11 @@ def run(args):
             key = f'{iface.rsplit(".", 1)[1]}.{method}'
             state['inflight'] += 1
             state['sent'] += 1
+            cid = state['sent']
+            pending[cid] = (time.monotonic(), key, path)
 
-            def done(conn, res, _):
+            def done(conn, res, _, cid=cid):
+                pending.pop(cid, None)
                 state['inflight'] -= 1
                 state['answered'] += 1
                 err = None
@@ -596,12 +611,12 @@ def run(args):
                 n += 1
                 if n % 100 == 0:
                     while state['inflight']:
-                        world.ctx.iteration(True)
+                        wait_answer()
                     world.check_alive()
                     world.refresh()
                     if args.verbose and n % 1000 == 0:
                         print(f'{n} calls, {time.monotonic() - t0:.0f} s', flush=True)
-            world.ctx.iteration(True)
+            wait_answer()
             if failures and not args.keep_going:
                 break
         world.check_alive()
@@ -626,7 +641,7 @@ def run(args):
             proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + storaged.STOP_TIMEOUT_S
             while state['inflight'] and time.monotonic() < deadline:
-                world.ctx.iteration(proc.poll() is None)
+                iterate(world.ctx, proc.poll() is None)
                 if proc.poll() is not None:
                     world.ctx.iteration(False)
             rc = world.svc.stop()

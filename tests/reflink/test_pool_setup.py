@@ -38,6 +38,18 @@ class PoolSetupTest(ReflinkTestCase):
         # survives a restart (persisted), and still without setup_check
         self.restart_service()
         self.check_pool_made('pe', d)
+        self.missing_parent_refused(mnt)
+
+    def missing_parent_refused(self, mnt):
+        """A dir_path whose parent does not exist is refused by name, and
+        setup creates nothing on the way (no parent made and left behind)."""
+        for check in (None, 'false'):
+            d = os.path.join(mnt, 'no-such-parent', 'pool')
+            self.assertDBusError('Failed', self.add_reflink_pool, 'orphan', d, 2, check,
+                                 contains=f'Cannot create directory {d}')
+            self.assertFalse(os.path.exists(os.path.dirname(d)),
+                             f'a refused AddPool (setup_check={check}) created {os.path.dirname(d)}')
+            self.assertDBusError('NoSuchPool', self.get_pool, 'orphan')
 
     def test_btrfs_add_pool(self):
         self.reflink_fs_works('btrfs')
@@ -75,6 +87,7 @@ class PoolSetupTest(ReflinkTestCase):
             d2 = os.path.join(mnt, f'unchecked{i}')
             self.add_reflink_pool(f'u{i}', d2, revisions_to_keep=2, setup_check=check)
             self.check_pool_made(f'u{i}', d2)
+        self.missing_parent_refused(mnt)
         self.add_reflink_pool('ue', d, revisions_to_keep=2, setup_check='false')
         self.assertEqual(self.pprops('ue')['Driver'], 'file-reflink')
         self.assertEqual(sorted(os.listdir(d)), ['appvms', 'keep-me', 'vm-templates'])

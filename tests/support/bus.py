@@ -132,3 +132,23 @@ class Bus:
                 self.proc.wait()
         self.proc.stdout.close()
         self.log.close()
+
+
+# A blocking main-context iteration waits at most this long. GDBus hands
+# replies over from its worker thread; a wake-up that gets lost there (seen
+# under ASan with thousands of calls in flight: the poll slept with no timer
+# while every reply had arrived) then costs one tick instead of the run.
+ITERATE_TICK_MS = 100
+
+
+def iterate(ctx, may_block=True):
+    """One iteration of ctx; when it may block, it wakes after ITERATE_TICK_MS."""
+    if not may_block:
+        return ctx.iteration(False)
+    src = GLib.timeout_source_new(ITERATE_TICK_MS)
+    src.set_callback(lambda *a: False)
+    src.attach(ctx)
+    try:
+        return ctx.iteration(True)
+    finally:
+        src.destroy()
