@@ -51,6 +51,7 @@ import dbusmock  # noqa: E402
 import storaged  # noqa: E402
 from storaged import (BUS_NAME, MANAGER, POOL, VOLUME, ROOT, MiB, Gio, GLib, DBusCallError, Service,  # noqa: E402
                       pool_path, vconf)
+from support.bus import iterate  # noqa: E402
 from reflinktest import Filesystem, content_digest, random_chunks, require_environment  # noqa: E402
 
 SIZE = 64 * MiB
@@ -125,7 +126,7 @@ class Client:
     def call(self, path, iface, method, sig='', args=(), reply='', fds=(), timeout=120000):
         st = self.call_async(path, iface, method, sig, args, reply, fds, timeout)
         while not st['done']:
-            self.ctx.iteration(True)
+            iterate(self.ctx)
         if 'error' in st:
             raise st['error']
         return st['result']
@@ -571,7 +572,7 @@ class ImportBegin(Op):
 def import_begin(c, v):
     st = c.cl.call_async(v, VOLUME, 'ImportBegin', 'ta{sv}', (SIZE, {}), 'hs')
     while not st['done']:
-        c.cl.ctx.iteration(True)
+        iterate(c.cl.ctx)
     if 'error' in st:
         raise st['error']
     fds = st.pop('fds')
@@ -644,7 +645,7 @@ class ExportEnd(Op):
         c.allowed[VID] = {c.A}
         st = c.cl.call_async(c.v, VOLUME, 'Export', 'a{sv}', ({},), 'hs')
         while not st['done']:
-            c.cl.ctx.iteration(True)
+            iterate(c.cl.ctx)
         if 'error' in st:
             raise st['error']
         for fd in st.pop('fds'):
