@@ -24,12 +24,10 @@ import dbus  # noqa: E402
 import dbusmock  # noqa: E402
 
 from systemtest import (  # noqa: E402
-    Bus, NonRoot, Service, MANAGER, POOL, VOLUME, ROOT, NOT_AUTHORIZED, START_STOP, PERMISSIVE_POLICY, MiB,
+    NonRoot, Service, MANAGER, POOL, VOLUME, ROOT, NOT_AUTHORIZED, START_STOP, MiB,
     call, check_environment, get_property, make_world, pool_path, remove_world, v, volume_path)
+from support.polkit import POLKIT_IFACE, POLKIT_NAME, POLKIT_PATH, PolkitMockTestCase  # noqa: E402
 
-POLKIT_NAME = 'org.freedesktop.PolicyKit1'
-POLKIT_PATH = '/org/freedesktop/PolicyKit1/Authority'
-POLKIT_IFACE = 'org.freedesktop.PolicyKit1.Authority'
 OPEN, LOCKED = 'open', 'locked'
 VID = 'appvms/work/private'
 V_OPEN = volume_path(OPEN, VID)
@@ -37,14 +35,12 @@ V_LOCKED = volume_path(LOCKED, VID)
 NO_OPTIONS = '@a{sv} {}'
 
 
-class BatchAuthorizationTest(dbusmock.DBusTestCase):
+class BatchAuthorizationTest(PolkitMockTestCase):
+
+    BUS_PREFIX = 'qsd-batch-auth-bus-'
 
     @classmethod
-    def setUpClass(cls):
-        cls.bus_dir = make_world('qsd-batch-auth-bus-')
-        cls.bus = Bus(cls.bus_dir, PERMISSIVE_POLICY)
-        cls.saved_address = os.environ.get('DBUS_SYSTEM_BUS_ADDRESS')
-        os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = cls.bus.address
+    def spawn_polkit(cls):
         cls.mock_proc = cls.spawn_server(POLKIT_NAME, POLKIT_PATH, POLKIT_IFACE, system_bus=True,
                                          stdout=subprocess.DEVNULL)
         cls.mock = dbus.Interface(cls.get_dbus(system_bus=True).get_object(POLKIT_NAME, POLKIT_PATH),
@@ -52,17 +48,6 @@ class BatchAuthorizationTest(dbusmock.DBusTestCase):
         # A rule about one pool: no for 'locked', yes for everything else.
         cls.mock.AddMethod(POLKIT_IFACE, 'CheckAuthorization', '(sa{sv})sa{ss}us', '(bba{ss})',
                            f"ret = (args[2].get('pool') != '{LOCKED}', False, {{}})")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.mock_proc.terminate()
-        cls.mock_proc.wait(30)
-        cls.bus.stop()
-        if cls.saved_address is None:
-            os.environ.pop('DBUS_SYSTEM_BUS_ADDRESS', None)
-        else:
-            os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = cls.saved_address
-        remove_world(cls.bus_dir)
 
     def setUp(self):
         check_environment(self)

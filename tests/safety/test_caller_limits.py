@@ -30,11 +30,12 @@ sys.path.insert(0, os.path.join(SRC, 'tests', 'dbus'))
 sys.path.insert(0, os.path.join(SRC, 'tests', 'system'))
 
 import dbus  # noqa: E402
-import dbusmock  # noqa: E402
 
 import storaged  # noqa: E402
 from storaged import BUS_NAME, VOLUME, Gio, GLib, MiB, StoragedTestCase, vconf  # noqa: E402
 import systemtest  # noqa: E402
+from support import nobody  # noqa: E402
+from support.polkit import PolkitMockTestCase  # noqa: E402
 
 LIMITS_EXCEEDED = 'org.qubes.Storage1.Error.LimitsExceeded'
 IDLE_TIMEOUT_S = 2
@@ -172,31 +173,11 @@ loop.run()
 '''
 
 
-class UnprivilegedBase(dbusmock.DBusTestCase):
+class UnprivilegedBase(PolkitMockTestCase):
     """A private system bus with the polkitd mock (hanging), the service as
     root with a file pool and a volume; clients run as uid 65534."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.bus_dir = systemtest.make_world('qsd-flood-bus-')
-        cls.bus = systemtest.Bus(cls.bus_dir, systemtest.PERMISSIVE_POLICY)
-        cls.saved_address = os.environ.get('DBUS_SYSTEM_BUS_ADDRESS')
-        os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = cls.bus.address
-        cls.mock_proc, cls.mock = cls.spawn_server_template('polkitd', {}, stdout=subprocess.DEVNULL)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.mock_proc.terminate()
-        cls.mock_proc.wait(30)
-        cls.bus.stop()
-        if cls.saved_address is None:
-            os.environ.pop('DBUS_SYSTEM_BUS_ADDRESS', None)
-        else:
-            os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = cls.saved_address
-        systemtest.remove_world(cls.bus_dir)
-
-    def mock_call(self, method, *args):
-        return getattr(self.mock, method)(*args, dbus_interface=dbusmock.MOCK_IFACE)
+    BUS_PREFIX = 'qsd-flood-bus-'
 
     def setUp(self):
         systemtest.check_environment(self)
@@ -244,10 +225,8 @@ class FloodTest(UnprivilegedBase):
     def test_flood_of_waiting_calls_with_fds(self):
         req = {'address': self.bus.address, 'path': self.vpath, 'connections': self.CONNECTIONS,
                'calls': self.CALLS, 'fds': self.FDS}
-        client = subprocess.Popen(['setpriv', f'--reuid={systemtest.NOBODY_UID}', f'--regid={systemtest.NOBODY_GID}',
-                                   '--clear-groups', systemtest.PYTHON, '-I', '-B', self.script, json.dumps(req)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd='/',
-                                  env={'PATH': '/usr/bin:/bin', 'HOME': '/nonexistent', 'LC_ALL': 'C.UTF-8'})
+        client = subprocess.Popen(nobody.python_argv(self.script, json.dumps(req)), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, cwd='/', env=nobody.ENV)
         self.addCleanup(client.stderr.close)
         self.addCleanup(client.stdout.close)
         self.addCleanup(lambda: client.poll() is None and client.kill())
@@ -351,10 +330,8 @@ class JobLimitTest(ImportingBase):
 
     def test_jobs_per_caller(self):
         req = {'address': self.bus.address, 'paths': self.paths}
-        client = subprocess.Popen(['setpriv', f'--reuid={systemtest.NOBODY_UID}', f'--regid={systemtest.NOBODY_GID}',
-                                   '--clear-groups', systemtest.PYTHON, '-I', '-B', self.script, json.dumps(req)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd='/',
-                                  env={'PATH': '/usr/bin:/bin', 'HOME': '/nonexistent', 'LC_ALL': 'C.UTF-8'})
+        client = subprocess.Popen(nobody.python_argv(self.script, json.dumps(req)), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, cwd='/', env=nobody.ENV)
         self.addCleanup(client.stderr.close)
         self.addCleanup(client.stdout.close)
         self.addCleanup(lambda: client.poll() is None and client.kill())
@@ -411,10 +388,8 @@ class StagedImportLimitTest(ImportingBase):
 
     def test_staged_imports_per_caller(self):
         req = {'address': self.bus.address, 'paths': self.paths}
-        client = subprocess.Popen(['setpriv', f'--reuid={systemtest.NOBODY_UID}', f'--regid={systemtest.NOBODY_GID}',
-                                   '--clear-groups', systemtest.PYTHON, '-I', '-B', self.script, json.dumps(req)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  cwd='/', env={'PATH': '/usr/bin:/bin', 'HOME': '/nonexistent', 'LC_ALL': 'C.UTF-8'})
+        client = subprocess.Popen(nobody.python_argv(self.script, json.dumps(req)), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd='/', env=nobody.ENV)
         self.addCleanup(client.stderr.close)
         self.addCleanup(client.stdout.close)
         self.addCleanup(client.stdin.close)

@@ -12,4 +12,6 @@ Modules (one concern each):
   bus     a private dbus-daemon (system type) and a connection to it
   calls   D-Bus error replies split into name and message
   service one run after another of the built service: start, wait for its name, stop, kill
+  polkit  a private system bus per test class with python-dbusmock's polkitd on it
+  nobody  callers as uid/gid 65534 (setpriv)
 """

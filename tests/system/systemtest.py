@@ -37,11 +37,12 @@ from support.names import path_encode, pool_path, volume_path  # noqa: E402,F401
 from support.bus import BUS_CONFIG_HEAD, PERMISSIVE_POLICY, Bus, bus_config  # noqa: E402,F401
 from support.calls import DBusCallError as CallError, split_gerror as gerror_split  # noqa: E402
 from support import service as support_service  # noqa: E402
+from support import nobody  # noqa: E402
+from support.nobody import NOBODY_GID, NOBODY_UID, PYTHON  # noqa: E402,F401
 from support.service import SANITIZER_MARKERS  # noqa: E402,F401
 
 SRCDIR = os.path.abspath(os.environ.get('QUBES_STORAGED_SRC') or os.path.dirname(os.path.dirname(HERE)))
 SERVICE = support_service.default_binary()
-PYTHON = '/usr/bin/python3'  # Debian's: it has python3-gi and python3-dbusmock
 CLIENT = os.path.join(HERE, 'client.py')
 SUPPORT = os.path.join(os.path.dirname(HERE), 'support')
 
@@ -58,9 +59,6 @@ NOT_AUTHORIZED = 'org.qubes.Storage1.Error.NotAuthorized'
 MANAGE_POOLS = 'org.qubes.storage1.manage-pools'
 MANAGE_VOLUMES = 'org.qubes.storage1.manage-volumes'
 START_STOP = 'org.qubes.storage1.start-stop'
-
-NOBODY_UID = 65534
-NOBODY_GID = 65534
 
 # Deadlock guards for waits and calls, never assertions about speed.
 CALL_TIMEOUT_MS = 120 * 1000
@@ -225,21 +223,17 @@ class NonRoot:
         self.address = address
 
     def argv(self, request):
-        return ['setpriv', f'--reuid={NOBODY_UID}', f'--regid={NOBODY_GID}', '--clear-groups', PYTHON, '-I', '-B',
-                self.script, json.dumps(dict(request, address=self.address))]
-
-    def env(self):
-        return {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'HOME': '/nonexistent', 'LC_ALL': 'C.UTF-8'}
+        return nobody.python_argv(self.script, json.dumps(dict(request, address=self.address)))
 
     def start(self, request):
         """A client running in the background: a ClientProcess."""
         p = subprocess.Popen(self.argv(request), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=self.env(), cwd='/')
+                             env=nobody.ENV, cwd='/')
         return ClientProcess(p)
 
     def run(self, request):
         """Runs a client to its end: the list of its JSON events."""
-        p = subprocess.run(self.argv(request), capture_output=True, text=True, env=self.env(), cwd='/',
+        p = subprocess.run(self.argv(request), capture_output=True, text=True, env=nobody.ENV, cwd='/',
                            timeout=CALL_TIMEOUT_MS / 1000 + 60)
         events = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
         if p.returncode != 0:

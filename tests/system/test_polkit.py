@@ -28,7 +28,6 @@ Shown here:
 """
 
 import os
-import subprocess
 import sys
 import unittest
 
@@ -36,13 +35,13 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import dbus  # noqa: E402
-import dbusmock  # noqa: E402
 
 from systemtest import (  # noqa: E402
-    Bus, CallError, NonRoot, Service, MANAGER, POOL, VOLUME, PROPERTIES, INTROSPECTABLE, OBJECT_MANAGER, ROOT,
-    BUS_NAME, NOT_AUTHORIZED, MANAGE_POOLS, MANAGE_VOLUMES, START_STOP, PERMISSIVE_POLICY, MiB, all_objects,
+    CallError, NonRoot, Service, MANAGER, POOL, VOLUME, PROPERTIES, INTROSPECTABLE, OBJECT_MANAGER, ROOT,
+    BUS_NAME, NOT_AUTHORIZED, MANAGE_POOLS, MANAGE_VOLUMES, START_STOP, MiB, all_objects,
     call, call_request, check_environment, get_property, gv_text, make_world, pool_path, remove_world,
     snapshot_diff, tree_snapshot, v, volume_path, wait_until)
+from support.polkit import PolkitMockTestCase  # noqa: E402
 
 ALL_ACTIONS = (MANAGE_POOLS, MANAGE_VOLUMES, START_STOP)
 
@@ -53,46 +52,11 @@ VOL = volume_path(POOL1, VID)
 NO_OPTIONS = '@a{sv} {}'
 
 
-class PolkitTestBase(dbusmock.DBusTestCase):
+class PolkitTestBase(PolkitMockTestCase):
     """A private system bus per class; the polkitd mock on it unless
     WITH_POLKIT is false; a fresh service and directories per test."""
 
-    WITH_POLKIT = True
     SERVICE_ARGS = ()
-
-    @classmethod
-    def setUpClass(cls):
-        cls.bus_dir = make_world('qsd-polkit-bus-')
-        cls.bus = Bus(cls.bus_dir, PERMISSIVE_POLICY)
-        # dbusmock's helpers (spawn_server_template) find the bus here.
-        cls.saved_address = os.environ.get('DBUS_SYSTEM_BUS_ADDRESS')
-        os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = cls.bus.address
-        cls.mock_proc = None
-        cls.mock = None
-        if cls.WITH_POLKIT:
-            cls.spawn_polkit()
-
-    @classmethod
-    def spawn_polkit(cls):
-        cls.mock_proc, cls.mock = cls.spawn_server_template('polkitd', {}, stdout=subprocess.DEVNULL)
-
-    @classmethod
-    def kill_polkit(cls):
-        if cls.mock_proc is not None:
-            cls.mock_proc.terminate()
-            cls.mock_proc.wait(30)
-        cls.mock_proc = None
-        cls.mock = None
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.kill_polkit()
-        cls.bus.stop()
-        if cls.saved_address is None:
-            os.environ.pop('DBUS_SYSTEM_BUS_ADDRESS', None)
-        else:
-            os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = cls.saved_address
-        remove_world(cls.bus_dir)
 
     def setUp(self):
         check_environment(self)
@@ -136,9 +100,6 @@ class PolkitTestBase(dbusmock.DBusTestCase):
 
     def pool_dir(self, name):
         return os.path.join(self.world, 'pools', name)
-
-    def mock_call(self, method, *args):
-        return getattr(self.mock, method)(*args, dbus_interface=dbusmock.MOCK_IFACE)
 
     def allow(self, *actions):
         self.mock_call('SetAllowed', dbus.Array(list(actions), signature='s'))

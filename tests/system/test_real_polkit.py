@@ -35,6 +35,7 @@ from systemtest import (  # noqa: E402
     MANAGE_VOLUMES, START_STOP, NOBODY_UID, SRCDIR, SYSTEM_POLICY, MiB, all_objects, call, check_environment,
     get_property, gv_text, make_world, pool_path, remove_world, snapshot_diff, tree_snapshot, v, volume_path,
     wait_until)
+from support import nobody  # noqa: E402
 
 POLKITD = '/usr/lib/polkit-1/polkitd'
 POLKIT_BUS_CONF = '/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf'
@@ -183,8 +184,7 @@ class RealPolkitBase(unittest.TestCase):
         return res[0], res[1]
 
     def nonroot_process(self):
-        p = subprocess.Popen(['setpriv', f'--reuid={NOBODY_UID}', f'--regid={NOBODY_UID}', '--clear-groups',
-                              'sleep', '600'])
+        p = nobody.popen(['sleep', '600'])
         self.addCleanup(lambda: (p.kill(), p.wait()))
         wait_until(lambda: proc_uid_of(p.pid) == NOBODY_UID, 'the non-root process to switch uid')
         return p.pid
