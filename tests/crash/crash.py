@@ -52,6 +52,7 @@ import storaged  # noqa: E402
 from storaged import (BUS_NAME, MANAGER, POOL, VOLUME, ROOT, MiB, Gio, GLib, DBusCallError, Service,  # noqa: E402
                       pool_path, vconf)
 from support.bus import iterate  # noqa: E402
+from support.service import ServiceError, wait_released  # noqa: E402
 from reflinktest import Filesystem, content_digest, random_chunks, require_environment  # noqa: E402
 
 SIZE = 64 * MiB
@@ -154,14 +155,6 @@ class Client:
                                          None, cb, None)
         return st
 
-    def name_owner(self):
-        try:
-            return self.conn.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
-                                       'GetNameOwner', GLib.Variant('(s)', (BUS_NAME,)), GLib.VariantType('(s)'),
-                                       Gio.DBusCallFlags.NONE, -1, None).unpack()[0]
-        except GLib.Error:
-            return None
-
     def iterate(self):
         while self.ctx.iteration(False):
             pass
@@ -193,48 +186,20 @@ class Case:
     # ---- service ---------------------------------------------------------
 
     def start(self):
-        self.svc.start()
-        deadline = time.monotonic() + storaged.STARTUP_TIMEOUT_S
-        while True:
-            if not self.svc.running():
-                fail(f'restart: the service exited (status {self.svc.proc.returncode}) before owning its name:\n'
-                     + self.svc.output()[-3000:])
-            owner = self.cl.name_owner()
-            if owner:
-                pid = self.cl.conn.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus',
-                                             'org.freedesktop.DBus', 'GetConnectionUnixProcessID',
-                                             GLib.Variant('(s)', (owner,)), GLib.VariantType('(u)'),
-                                             Gio.DBusCallFlags.NONE, -1, None).unpack()[0]
-                if pid == self.svc.proc.pid:
-                    return
-            if time.monotonic() > deadline:
-                fail('restart: the service did not own its name in time:\n' + self.svc.output()[-3000:])
-            time.sleep(0.02)
+        try:
+            self.svc.launch(self.cl.conn)
+        except ServiceError as e:
+            fail(f'restart: {e}')
 
     def wait_gone(self):
-        deadline = time.monotonic() + 60
-        while self.cl.name_owner():
-            if time.monotonic() > deadline:
-                fail(f'{BUS_NAME} still owned after the service died')
-            time.sleep(0.02)
+        wait_released(self.cl.conn, BUS_NAME, 60)
 
     def sigkill(self):
-        p = self.svc.proc
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-        p.wait(60)
-        self.svc._log.close()
-        self.svc.proc = None
+        self.svc.kill(signal.SIGKILL, 60)
         self.wait_gone()
 
     def stop(self):
-        rc = self.svc.stop()
-        out = self.svc.output()
-        for marker in storaged.SANITIZER_MARKERS:
-            if marker in out:
-                fail(f'sanitizer report ({marker}) in the service output:\n{out[-3000:]}')
-        if rc != 0:
-            fail(f'the service exited with status {rc} after SIGTERM:\n{out[-3000:]}')
+        self.svc.stop_checked()
         self.wait_gone()
 
     # ---- calls -------------------------------------------------------------
@@ -470,10 +435,7 @@ class Case:
 
     def cleanup(self):
         self.cl.forget_calls()
-        if self.svc.proc is not None:
-            self.svc.proc.kill()
-            self.svc.proc.wait()
-            self.svc.proc = None
+        self.svc.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
