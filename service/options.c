@@ -9,8 +9,10 @@
 
 #include "errors.h"
 
+/* Digits only: strtoull alone would take leading blanks, a sign, and wrap
+ * a negative number around to a huge one. */
 static int parse_decimal(const char *s, uint64_t *out) {
-        if (!s || !*s || *s == '-' || *s == '+')
+        if (!s || !g_ascii_isdigit(*s))
                 return -EINVAL;
         char *end = NULL;
         errno = 0;
