@@ -15,49 +15,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "spec.h"
 #include "storage-error.h"
-
-typedef struct VolumeSpec {
-        char *vid;
-        char *name;               /* name inside the VM: root, private, ... */
-        char *vm;                 /* owning VM */
-        bool template_vm;         /* only for the default vid */
-        bool rw;
-        bool snap_on_start;
-        bool save_on_stop;
-        bool ephemeral;
-        char *source;             /* vid of the source volume, NULL when none */
-        int revisions_to_keep;
-        uint64_t size;            /* nominal size: what the storage says wins */
-        struct VolumeSpec *source_spec; /* copy of the source's spec, or NULL */
-} VolumeSpec;
-
-typedef struct Revision {
-        char *id;
-        char *timestamp; /* ISO-8601 UTC */
-} Revision;
-
-typedef struct VolumeInfo {
-        uint64_t size;            /* from the storage; the nominal size if none */
-        uint64_t usage;           /* bytes allocated */
-        bool dirty;
-        bool outdated;
-        char *path;
-        char *bdev_path;          /* "" when the volume has no block device */
-        char *bdev_script;
-        char *bdev_devtype;
-        bool bdev_rw;
-        char *kernels_dir;        /* "" except linux-kernel */
-        Revision *revisions;      /* oldest first */
-        size_t n_revisions;
-} VolumeInfo;
-
-typedef struct PoolUsage {
-        uint64_t size, usage;
-        bool has_data;            /* false: no notion of size (linux-kernel) */
-        bool has_metadata;        /* lvm_thin: metadata_size/_usage are valid */
-        uint64_t metadata_size, metadata_usage;
-} PoolUsage;
 
 typedef struct Driver {
         const char *name;
@@ -125,13 +84,3 @@ typedef struct Driver {
 /* drivers/registry.c */
 const Driver *const *driver_list(void);       /* NULL-terminated, ListDrivers order */
 const Driver *driver_find(const char *name);
-
-/* drivers/spec.c: helpers for the structures above */
-VolumeSpec *volume_spec_copy(const VolumeSpec *v);
-void volume_spec_free(VolumeSpec *v);
-void volume_info_clear(VolumeInfo *i);
-/* Fills the string fields that are still NULL with "". */
-void volume_info_fill_defaults(VolumeInfo *i);
-void volume_info_add_revision(VolumeInfo *i, const char *id, const char *timestamp);
-/* "appvms/<vm>/<name>" or "vm-templates/<vm>/<name>" */
-char *volume_default_file_vid(const VolumeSpec *v);

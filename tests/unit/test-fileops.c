@@ -1,4 +1,4 @@
-/* Unit tests for drivers/fileops.c: what ends up on disk after each
+/* Unit tests for lib/fileops.c: what ends up on disk after each
  * primitive, including after failures (no temporary file is ever left). */
 #include "fileops.h"
 #include "test-util.h"

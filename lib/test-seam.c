@@ -1,4 +1,4 @@
-/* The test seams of the test build (drivers/test-seam.h). */
+/* The test seams of the test build (lib/test-seam.h). */
 #include "test-seam.h"
 
 #include <glib.h>

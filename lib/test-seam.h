@@ -1,6 +1,6 @@
 /* Test seams: points where tests make the service slow, pause or fail on
  * purpose. They exist only in the test build (qubes-storaged-test, linked with
- * drivers/test-seam.c); the installed qubes-storaged links drivers/test-seam-off.c,
+ * lib/test-seam.c); the installed qubes-storaged links lib/test-seam-off.c,
  * where they do nothing and no QUBES_STORAGED_TEST_* variable is read.
  *
  * QUBES_STORAGED_TEST_PAUSE=<point>:<ms>: the worker sleeps at that point.

@@ -1,5 +1,6 @@
-#include "driver.h"
+#include "spec.h"
 
+#include <glib.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "driver.h"
+#include "spec.h"
 #include "storage-error.h"
 #include "test-seam.h"
 

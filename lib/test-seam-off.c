@@ -1,4 +1,4 @@
-/* The test seams of the installed service: none (drivers/test-seam.h). */
+/* The test seams of the installed service: none (lib/test-seam.h). */
 #include "test-seam.h"
 
 void test_seam_pause(const char *point) {
