@@ -1,71 +1,16 @@
 /* Moving data in and out of volumes: Import (a stream), ImportBegin/End,
- * ImportVolume (from another volume, any pool), Export/ExportEnd. The rules
- * shared by every driver live here; drivers only stage, commit and export. */
+ * ImportVolume (from another volume, any pool), Export/ExportEnd. The data
+ * paths only: what may run is volume-rules.c's; drivers stage, commit and
+ * export. */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "volume-data.h"
+#include "volume-rules.h"
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VolumeInfo, volume_info_clear)
-
-static const char *vid_of(VolumeOp *op) {
-        return op->volume->spec->vid;
-}
-
-static bool imports(VolumeOpKind k) {
-        return k == VOP_IMPORT || k == VOP_IMPORT_BEGIN || k == VOP_IMPORT_VOLUME;
-}
-
-int volume_data_check(VolumeOp *op) {
-        Volume *v = op->volume;
-        StorageError *e = &op->err;
-        bool blocked_by_export = op->kind == VOP_START || op->kind == VOP_RESIZE || imports(op->kind);
-        if (op->kind == VOP_REMOVE && (v->started || volume_has_export(v, false)))
-                return se_set(e, SE_VOLUME_BUSY, "Cannot remove %s:%s while it is %s", v->pool->name, vid_of(op),
-                              v->started ? "started" : "exported");
-        if (blocked_by_export && volume_has_export(v, true))
-                return se_set(e, SE_VOLUME_BUSY, "Volume %s:%s is exported: its data must not change until ExportEnd",
-                              v->pool->name, vid_of(op));
-        if (imports(op->kind) && op->kind != VOP_IMPORT_VOLUME && !v->spec->save_on_stop)
-                return se_set(e, SE_NOT_SUPPORTED, "Cannot import into %s:%s: the volume is not save_on_stop",
-                              v->pool->name, vid_of(op));
-        if (imports(op->kind) && v->import_path)
-                return se_set(e, SE_IMPORT_IN_PROGRESS, "An import into %s:%s is already in progress", v->pool->name,
-                              vid_of(op));
-        if (imports(op->kind) && v->started && v->spec->save_on_stop)
-                return se_set(e, SE_VOLUME_BUSY, "Cannot import into %s:%s while it is started", v->pool->name,
-                              vid_of(op));
-        if (op->kind == VOP_IMPORT_END && (!v->import_path || (op->owner && g_strcmp0(op->owner, v->import_owner) != 0)))
-                return se_set(e, SE_NO_IMPORT_IN_PROGRESS, "No import in progress on %s:%s", v->pool->name,
-                              vid_of(op));
-        /* A staged import and a running VM exclude each other: the VM would
-         * run on data the import is about to replace. Discarding is always
-         * allowed. */
-        if (op->kind == VOP_START && v->import_path)
-                return se_set(e, SE_IMPORT_IN_PROGRESS,
-                              "Cannot start %s:%s: an import is staged (ImportBegin without ImportEnd)",
-                              v->pool->name, vid_of(op));
-        if (op->kind == VOP_IMPORT_END && op->success && v->started)
-                return se_set(e, SE_VOLUME_BUSY, "Cannot commit the import into %s:%s while it is started",
-                              v->pool->name, vid_of(op));
-        if (op->kind == VOP_EXPORT && !v->spec->save_on_stop)
-                return se_set(e, SE_NOT_SUPPORTED, "Cannot export %s:%s: the volume is not save_on_stop",
-                              v->pool->name, vid_of(op));
-        if (op->kind == VOP_EXPORT_END && !volume_find_export(v, op->path, op->owner))
-                return se_set(e, SE_INVALID_ARGUMENT, "Volume %s:%s has no export %s", v->pool->name, vid_of(op),
-                              op->path ? op->path : "");
-        if (op->kind == VOP_IMPORT_VOLUME && op->source && (op->source->removed || op->source->pool->removed))
-                return se_set(e, SE_NO_SUCH_VOLUME, "The source volume %s was removed", op->source->spec->vid);
-        return 0;
-}
-
-static int need(VolumeOp *op, const Driver *d, const void *fn, const char *what) {
-        if (fn)
-                return 0;
-        return se_set(&op->err, SE_NOT_SUPPORTED, "The %s driver cannot %s (volume %s)", d->name, what, op->spec->vid);
-}
 
 /* Opens a staging target or export view a driver named. A file in a pool
  * directory is never followed if it is a symlink (ELOOP); a device node's
@@ -79,12 +24,10 @@ static int open_path(VolumeOp *op, const char *path, int flags) {
         return fd;
 }
 
-static int not_dirty(VolumeOp *op, const Driver *d, void *drv, VolumeInfo *cur) {
+/* Reads the volume and asks the rules again with what the storage says. */
+static int storage_allows(VolumeOp *op, const Driver *d, void *drv, VolumeInfo *cur) {
         d->volume_query(drv, op->spec, cur, NULL);
-        if (cur->dirty)
-                return se_set(&op->err, SE_VOLUME_BUSY, "Cannot import into %s: the volume is dirty (start and stop it to clean up)",
-                              op->spec->vid);
-        return 0;
+        return volume_recheck(op, cur);
 }
 
 /* Stage size bytes, fill them with fill(), commit or discard. */
@@ -107,7 +50,7 @@ static int run_import(VolumeOp *op) {
         Pool *p = op->volume->pool;
         const Driver *d = p->driver;
         g_auto(VolumeInfo) cur = { 0 };
-        if (need(op, d, d->volume_import_begin, "import data") < 0 || not_dirty(op, d, p->drv, &cur) < 0)
+        if (storage_allows(op, d, p->drv, &cur) < 0)
                 return -1;
         return import_with(op, op->size ? op->size : cur.size, op->fd, true);
 }
@@ -116,7 +59,7 @@ static int run_import_begin(VolumeOp *op) {
         Pool *p = op->volume->pool;
         const Driver *d = p->driver;
         g_auto(VolumeInfo) cur = { 0 };
-        if (need(op, d, d->volume_import_begin, "import data") < 0 || not_dirty(op, d, p->drv, &cur) < 0)
+        if (storage_allows(op, d, p->drv, &cur) < 0)
                 return -1;
         g_autofree char *path = NULL;
         if (d->volume_import_begin(p->drv, op->spec, op->size ? op->size : cur.size, &path, &op->err) < 0)
@@ -161,8 +104,7 @@ static int run_import_volume(VolumeOp *op) {
         g_auto(VolumeInfo) cur = { 0 }, src = { 0 };
         if (!op->spec->save_on_stop)
                 return 0; /* nothing to keep: the next start makes the data */
-        if (need(op, d, d->volume_import_begin, "import data") < 0 || need(op, sd, sd->volume_export, "export") < 0 ||
-            not_dirty(op, d, p->drv, &cur) < 0)
+        if (storage_allows(op, d, p->drv, &cur) < 0)
                 return -1;
         g_autofree char *path = NULL;
         bool stable = false;
@@ -188,8 +130,6 @@ static int run_import_volume(VolumeOp *op) {
 static int run_export(VolumeOp *op) {
         Pool *p = op->volume->pool;
         const Driver *d = p->driver;
-        if (need(op, d, d->volume_export, "export") < 0)
-                return -1;
         g_autofree char *path = NULL;
         if (d->volume_export(p->drv, op->spec, &path, &op->stable, &op->err) < 0)
                 return -1;

@@ -10,6 +10,7 @@
 #include "macros.h"
 #include "usage.h"
 #include "volume-data.h"
+#include "volume-rules.h"
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VolumeInfo, volume_info_clear)
 
@@ -24,45 +25,6 @@ static const char *const op_names[_VOP_MAX] = {
 
 const char *volume_op_name(VolumeOpKind kind) {
         return op_names[kind];
-}
-
-static bool has_revision(const VolumeInfo *info, const char *rev) {
-        for (size_t i = 0; i < info->n_revisions; i++)
-                if (strcmp(info->revisions[i].id, rev) == 0)
-                        return true;
-        return false;
-}
-
-/* The rules every driver shares, checked against the storage's answers. */
-static int check_resize(VolumeOp *op, const Driver *d, const VolumeInfo *cur) {
-        const VolumeSpec *s = op->spec;
-        if (!s->rw)
-                return se_set(&op->err, SE_READ_ONLY, "Cannot resize %s: the volume is read-only", s->vid);
-        if (op->size == cur->size)
-                return 1;
-        if (op->size < cur->size && !op->allow_shrink)
-                return se_set(&op->err, SE_SHRINK_REFUSED,
-                              "For your own safety, shrinking of %s is disabled (%" PRIu64 " < %" PRIu64
-                              "); pass allow_shrink if you really mean it",
-                              s->vid, op->size, cur->size);
-        if (op->size < cur->size && !d->can_shrink)
-                return se_set(&op->err, SE_NOT_SUPPORTED, "Cannot shrink %s: the %s driver cannot shrink volumes",
-                              s->vid, d->name);
-        return 0;
-}
-
-static int check_revert(VolumeOp *op, const Driver *d, const VolumeInfo *cur) {
-        const VolumeSpec *s = op->spec;
-        if (!d->volume_revert)
-                return se_set(&op->err, SE_NOT_SUPPORTED, "Cannot revert %s: the %s driver keeps no revisions to revert to",
-                              s->vid, d->name);
-        if (cur->dirty || op->started)
-                return se_set(&op->err, SE_VOLUME_BUSY, "Cannot revert %s: the volume is not cleanly stopped", s->vid);
-        if (op->revision && !has_revision(cur, op->revision))
-                return se_set(&op->err, SE_NO_SUCH_REVISION, "Volume %s has no revision '%s'", s->vid, op->revision);
-        if (!op->revision && cur->n_revisions == 0)
-                return se_set(&op->err, SE_NO_SUCH_REVISION, "Volume %s has no revision to revert to", s->vid);
-        return 0;
 }
 
 static int run_driver(VolumeOp *op) {
@@ -99,15 +61,15 @@ static int run_driver(VolumeOp *op) {
                 return r;
         case VOP_RESIZE:
                 d->volume_query(drv, s, &cur, NULL);
-                r = check_resize(op, d, &cur);
-                return r != 0 ? r : d->volume_resize(drv, s, op->size, &op->err);
+                if (volume_recheck(op, &cur) < 0)
+                        return -1;
+                return op->size == cur.size ? 0 : d->volume_resize(drv, s, op->size, &op->err);
         case VOP_REVERT:
                 d->volume_query(drv, s, &cur, NULL);
-                r = check_revert(op, d, &cur);
-                return r != 0 ? r : d->volume_revert(drv, s, op->revision, &op->err);
+                if (volume_recheck(op, &cur) < 0)
+                        return -1;
+                return d->volume_revert(drv, s, op->revision, &op->err);
         case VOP_SET_RW:
-                if (op->started)
-                        return se_set(&op->err, SE_VOLUME_BUSY, "Cannot change rw of %s while it is started", s->vid);
                 s->rw = op->rw;
                 return d->volume_init(drv, s, &op->err);
         case VOP_SET_REVISIONS:
@@ -129,15 +91,6 @@ static bool op_persists(VolumeOpKind k) {
 static void op_prepare(Task *t) {
         VolumeOp *op = (VolumeOp *) t;
         Volume *v = op->volume;
-        if (v->removed || v->pool->removed) {
-                se_set(&op->err, SE_NO_SUCH_VOLUME, "Volume %s:%s was removed", v->pool->name, v->spec->vid);
-                t->skip = true;
-                return;
-        }
-        if (volume_data_check(op) < 0) {
-                t->skip = true;
-                return;
-        }
         /* Copies taken now, after every earlier operation of this volume. */
         op->spec = volume_spec_copy(v->spec);
         op->started = v->started;
@@ -150,6 +103,9 @@ static void op_prepare(Task *t) {
                 op->path = g_strdup(v->import_path);
         if (op->source)
                 op->source_spec = volume_spec_copy(op->source->spec);
+        volume_facts_take(op, &op->facts);
+        if (volume_may_run(op, &op->facts, &op->err) < 0)
+                t->skip = true;
 }
 
 static void op_work(Task *t) {

@@ -1,7 +1,7 @@
 /* Volume operations: one queued task per call, run on a worker under the
- * volume's queue, with the rules every driver shares (read-only, shrink,
- * busy, revisions), the state record written on the worker, and the model
- * updated on the loop when the task completes. No sd-bus here. */
+ * volume's queue once volume-rules.c allows it, the state record written on
+ * the worker, and the model updated on the loop when the task completes.
+ * No sd-bus here. */
 #pragma once
 
 #include "model.h"
@@ -26,6 +26,21 @@ typedef enum VolumeOpKind {
         VOP_EXPORT_END,     /* path */
         _VOP_MAX,
 } VolumeOpKind;
+
+/* What the rules of volume-rules.c look at besides the operation. */
+typedef struct VolumeFacts {
+        const Driver *driver;         /* the volume's pool's */
+        const Driver *source_driver;  /* import-volume: the source pool's */
+        bool removed;                 /* the volume or its pool was removed */
+        bool started;
+        bool exported;                /* an export is open */
+        bool exported_unstable;       /* an open export whose data must not change */
+        bool import_staged;           /* ImportBegin without ImportEnd */
+        bool import_ours;             /* import-end: staged by this caller */
+        bool export_ours;             /* export-end: the named export is open and this caller's */
+        bool source_gone;             /* import-volume: the source was removed */
+        const VolumeInfo *storage;    /* NULL until a worker has read it */
+} VolumeFacts;
 
 typedef struct VolumeOp VolumeOp;
 typedef void (*VolumeOpDone)(VolumeOp *op, void *userdata);
@@ -58,6 +73,7 @@ struct VolumeOp {
         bool started;
         bool started_here;
         bool persist;
+        VolumeFacts facts;        /* taken on the loop before the op runs */
         VolumeInfo info;
         VolumeOpDone done;
         void *userdata;
