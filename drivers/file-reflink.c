@@ -78,14 +78,6 @@ static int exists(const Paths *p, const char *name, StorageError *err) {
         return fo_stat_at(&p->d, name, &st, err);
 }
 
-static bool is_origin(const VolumeSpec *v) {
-        return v->save_on_stop;
-}
-
-static bool is_snapshot(const VolumeSpec *v) {
-        return v->snap_on_start && !v->save_on_stop;
-}
-
 /* ---- revisions ---- */
 
 typedef struct Rev {
@@ -333,7 +325,7 @@ static int reflink_volume_create(void *pool, VolumeSpec *v, StorageError *err) {
         g_auto(Paths) p = PATHS_INIT;
         if (paths_get(pool, v->vid, true, &p, err) < 0 || remove_matching(&p, DOOM_ALL, err) < 0)
                 return -1;
-        if (is_origin(v) && fo_sparse_create_at(&p.d, p.clean, v->size, FO_REPLACE, err) < 0)
+        if (volume_kind(v) == VOLUME_ORIGIN && fo_sparse_create_at(&p.d, p.clean, v->size, FO_REPLACE, err) < 0)
                 return -1;
         return 0;
 }
@@ -364,9 +356,9 @@ static int reflink_volume_start(void *pool, VolumeSpec *v, StorageError *err) {
         int dirty = exists(&p, p.dirty, err);
         if (dirty < 0)
                 return -1;
-        if (is_origin(v) && dirty)
+        if (volume_kind(v) == VOLUME_ORIGIN && dirty)
                 return 0; /* a crash while running: the running image is kept */
-        if (is_snapshot(v)) {
+        if (volume_kind(v) == VOLUME_SNAPSHOT) {
                 if (!v->source)
                         return se_set(err, SE_FAILED, "Volume %s has snap_on_start but no source", v->vid);
                 g_auto(Paths) src = PATHS_INIT;
@@ -375,7 +367,7 @@ static int reflink_volume_start(void *pool, VolumeSpec *v, StorageError *err) {
                         return -1;
                 test_seam_pause("reflink-start-before-dirty");
         }
-        if (is_origin(v) || is_snapshot(v))
+        if (volume_kind(v) == VOLUME_ORIGIN || volume_kind(v) == VOLUME_SNAPSHOT)
                 return fo_copy_at(&p.d, p.clean, &p.d, p.dirty, NULL, err);
         /* volatile: a fresh sparse image at its size */
         struct stat st;
@@ -394,7 +386,7 @@ static int reflink_volume_stop(void *pool, VolumeSpec *v, StorageError *err) {
         int dirty = fo_stat_at(&p.d, p.dirty, &st, err);
         if (dirty < 0)
                 return -1;
-        if (is_origin(v))
+        if (volume_kind(v) == VOLUME_ORIGIN)
                 return dirty ? commit(v, &p, p.dirty, err) : 0;
         if (dirty && !v->snap_on_start)
                 v->size = (uint64_t) st.st_size; /* a volatile volume keeps its last size */
@@ -405,11 +397,11 @@ static int reflink_volume_stop(void *pool, VolumeSpec *v, StorageError *err) {
 
 static int reflink_volume_verify(void *pool, VolumeSpec *v, StorageError *err) {
         g_auto(Paths) p = PATHS_INIT;
-        if (!is_origin(v) && !is_snapshot(v))
+        if (volume_kind(v) != VOLUME_ORIGIN && volume_kind(v) != VOLUME_SNAPSHOT)
                 return 0;
-        if (is_snapshot(v) && !v->source)
+        if (volume_kind(v) == VOLUME_SNAPSHOT && !v->source)
                 return se_set(err, SE_FAILED, "Volume %s has snap_on_start but no source", v->vid);
-        if (paths_get(pool, is_snapshot(v) ? v->source : v->vid, false, &p, err) < 0)
+        if (paths_get(pool, volume_kind(v) == VOLUME_SNAPSHOT ? v->source : v->vid, false, &p, err) < 0)
                 return -1;
         int r = exists(&p, p.clean, err);
         if (r == 0)
@@ -575,8 +567,8 @@ static int reflink_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out
                 out->size = v->size;
         if (dirty < 0)
                 r = -1;
-        out->dirty = is_origin(v) && dirty > 0;
-        if (is_snapshot(v) && v->source) {
+        out->dirty = volume_kind(v) == VOLUME_ORIGIN && dirty > 0;
+        if (volume_kind(v) == VOLUME_SNAPSHOT && v->source) {
                 g_auto(Paths) src = PATHS_INIT;
                 struct stat own, theirs;
                 out->outdated = paths_get(pool, v->source, false, &src, NULL) == 0 &&

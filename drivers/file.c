@@ -19,18 +19,6 @@ typedef struct FilePool {
         char *dir;
 } FilePool;
 
-typedef enum Kind {
-        KIND_VOLATILE,
-        KIND_SNAPSHOT,
-        KIND_ORIGIN,
-} Kind;
-
-static Kind kind_of(const VolumeSpec *v) {
-        if (v->snap_on_start)
-                return KIND_SNAPSHOT;
-        return v->save_on_stop ? KIND_ORIGIN : KIND_VOLATILE;
-}
-
 /* One file of a volume: a name in a directory opened below the pool (never
  * through a symbolic link), and its full path for messages and scripts. */
 typedef struct File {
@@ -115,7 +103,7 @@ static int files_get(const FilePool *p, const VolumeSpec *v, bool create, Files 
         file_set(&f->old, &f->dir, f->name, FL_COW_OLD);
         file_set(&f->import, &f->dir, f->name, FL_IMPORT);
         f->main = &f->img;
-        if (kind_of(v) != KIND_SNAPSHOT)
+        if (volume_kind(v) != VOLUME_SNAPSHOT)
                 return 0;
         const char *src = source_vid(v);
         if (!src || !*src)
@@ -276,7 +264,7 @@ static int file_volume_init(void *pool, VolumeSpec *v, StorageError *err) {
                 g_free(v->vid);
                 v->vid = g_steal_pointer(&default_vid);
         }
-        if (kind_of(v) != KIND_ORIGIN)
+        if (volume_kind(v) != VOLUME_ORIGIN)
                 v->revisions_to_keep = 0;
         return 0;
 }
@@ -285,7 +273,7 @@ static int file_volume_init(void *pool, VolumeSpec *v, StorageError *err) {
  * whatever files of the vid exist are leftovers (a crash during an earlier
  * create, or after the record of a Remove was dropped): they are replaced. */
 static int create(const FilePool *p, const VolumeSpec *v, StorageError *err) {
-        bool snap = kind_of(v) == KIND_SNAPSHOT;
+        bool snap = volume_kind(v) == VOLUME_SNAPSHOT;
         if (fl_check_vid(v->vid, err) < 0)
                 return -1;
         if (!snap && v->size == 0)
@@ -348,12 +336,12 @@ static int start(const FilePool *p, const VolumeSpec *v, StorageError *err) {
         g_auto(Files) f = FILES_INIT;
         if (files_get(p, v, true, &f, err) < 0 || remove_leftovers(&f, err) < 0)
                 return -1;
-        switch (kind_of(v)) {
-        case KIND_SNAPSHOT:
+        switch (volume_kind(v)) {
+        case VOLUME_SNAPSHOT:
                 return start_snapshot(v, &f, err);
-        case KIND_ORIGIN:
+        case VOLUME_ORIGIN:
                 return start_origin(v, &f, err);
-        case KIND_VOLATILE:
+        case VOLUME_VOLATILE:
         default:
                 return x_sparse(&f.img, v->size, FO_REPLACE, err);
         }
@@ -402,12 +390,12 @@ static int stop(const FilePool *p, VolumeSpec *v, StorageError *err) {
         g_auto(Files) f = FILES_INIT;
         if (files_get(p, v, false, &f, err) < 0)
                 return -1;
-        switch (kind_of(v)) {
-        case KIND_ORIGIN:
+        switch (volume_kind(v)) {
+        case VOLUME_ORIGIN:
                 return commit(v, &f, err);
-        case KIND_SNAPSHOT:
+        case VOLUME_SNAPSHOT:
                 return x_remove(&f.cow, err);
-        case KIND_VOLATILE:
+        case VOLUME_VOLATILE:
         default:
                 return stop_volatile(v, &f, err);
         }
@@ -423,7 +411,7 @@ static int verify(const FilePool *p, const VolumeSpec *v, StorageError *err) {
         g_auto(Files) f = FILES_INIT;
         if (files_get(p, v, false, &f, err) < 0)
                 return -1;
-        if (kind_of(v) == KIND_VOLATILE)
+        if (volume_kind(v) == VOLUME_VOLATILE)
                 return 0;
         return require_image(v, f.main, err);
 }
@@ -543,12 +531,12 @@ static int query_usage(const VolumeSpec *v, const Files *f, uint64_t *usage, Sto
         const File *origin[] = { &f->img, &f->cow };
         const File *snapshot[] = { &f->cow };
         const File *volatile_[] = { &f->img };
-        switch (kind_of(v)) {
-        case KIND_ORIGIN:
+        switch (volume_kind(v)) {
+        case VOLUME_ORIGIN:
                 return sum_allocated(origin, G_N_ELEMENTS(origin), usage, err);
-        case KIND_SNAPSHOT:
+        case VOLUME_SNAPSHOT:
                 return sum_allocated(snapshot, G_N_ELEMENTS(snapshot), usage, err);
-        case KIND_VOLATILE:
+        case VOLUME_VOLATILE:
         default:
                 return sum_allocated(volatile_, G_N_ELEMENTS(volatile_), usage, err);
         }
@@ -577,16 +565,16 @@ static int query_revisions(const Files *f, VolumeInfo *out, StorageError *err) {
 }
 
 static void query_block_device(const VolumeSpec *v, const Files *f, VolumeInfo *out) {
-        switch (kind_of(v)) {
-        case KIND_ORIGIN:
+        switch (volume_kind(v)) {
+        case VOLUME_ORIGIN:
                 out->bdev_path = g_strjoin(":", f->img.path, f->cow.path, NULL);
                 out->bdev_script = g_strdup("block-origin");
                 break;
-        case KIND_SNAPSHOT:
+        case VOLUME_SNAPSHOT:
                 out->bdev_path = g_strjoin(":", f->src_img.path, f->src_cow.path, f->cow.path, NULL);
                 out->bdev_script = g_strdup("block-snapshot");
                 break;
-        case KIND_VOLATILE:
+        case VOLUME_VOLATILE:
         default:
                 out->bdev_path = g_strdup(f->img.path);
                 out->bdev_script = g_strdup("");

@@ -72,18 +72,6 @@ static int fence_handouts(const VolumeSpec *v, StorageError *err) {
         return lvm_handout_fence(prefix, err);
 }
 
-static bool is_origin(const VolumeSpec *v) {
-        return v->save_on_stop;
-}
-
-static bool is_snapshot(const VolumeSpec *v) {
-        return v->snap_on_start && !v->save_on_stop;
-}
-
-static bool is_volatile(const VolumeSpec *v) {
-        return !v->snap_on_start && !v->save_on_stop;
-}
-
 static char *dev_path(const char *vg, const char *lv) {
         return g_strdup_printf("/dev/%s/%s", vg, lv);
 }
@@ -326,7 +314,7 @@ static int thin_volume_create(void *pool, VolumeSpec *v, StorageError *err) {
         ThinPool *p = pool;
         g_auto(Names) n = { 0 };
         names_get(p, v->vid, &n);
-        if (!is_origin(v))
+        if (volume_kind(v) != VOLUME_ORIGIN)
                 return 0;
         if (lvm_cache_ensure(LVM_CACHE_MAX_AGE_USEC, err) < 0)
                 return -1;
@@ -420,12 +408,12 @@ static int thin_volume_start(void *pool, VolumeSpec *v, StorageError *err) {
         lvm_tx_begin(&tx, n.vg);
         int r = 0;
         bool snap = lvm_cache_has(n.vg, n.snap);
-        if (is_volatile(v)) {
+        if (volume_kind(v) == VOLUME_VOLATILE) {
                 const char *old[] = { n.lv, NULL };
                 if (lvm_cache_has(n.vg, n.lv))
                         lvm_remove(&tx, old, NULL);
                 r = lvm_create_thin(&tx, p->pool, n.lv, v->size, err);
-        } else if (is_origin(v) && snap) {
+        } else if (volume_kind(v) == VOLUME_ORIGIN && snap) {
                 /* dirty: a crash while running; the running data is kept */
                 r = ensure_active(&tx, n.vg, n.snap, err);
         } else {
@@ -437,7 +425,7 @@ static int thin_volume_start(void *pool, VolumeSpec *v, StorageError *err) {
                         r = missing(err, v->snap_on_start && v->source ? v->source : v->vid);
                 else
                         r = lvm_snapshot(&tx, from, n.snap, err);
-                if (r == 0 && is_snapshot(v)) {
+                if (r == 0 && volume_kind(v) == VOLUME_SNAPSHOT) {
                         g_autoptr(LvmLv) lv = lvm_cache_get(n.vg, n.snap);
                         if (lv && v->size > lv->size)
                                 r = lvm_extend(&tx, n.snap, v->size, err);
@@ -457,19 +445,19 @@ static int thin_volume_stop(void *pool, VolumeSpec *v, StorageError *err) {
         names_get(p, v->vid, &n);
         if (lvm_cache_ensure(LVM_CACHE_MAX_AGE_USEC, err) < 0)
                 return -1;
-        const char *doomed = is_volatile(v) ? n.lv : n.snap;
+        const char *doomed = volume_kind(v) == VOLUME_VOLATILE ? n.lv : n.snap;
         g_autoptr(LvmLv) lv = lvm_cache_get(n.vg, doomed);
         if (!lv)
                 return 0;
         LvmTx tx;
         lvm_tx_begin(&tx, n.vg);
         int r;
-        if (is_origin(v))
+        if (volume_kind(v) == VOLUME_ORIGIN)
                 r = commit(&tx, v, &n, n.snap, false, err);
         else {
                 const char *names[] = { doomed, NULL };
                 r = lvm_remove(&tx, names, err);
-                if (r == 0 && is_volatile(v))
+                if (r == 0 && volume_kind(v) == VOLUME_VOLATILE)
                         v->size = lv->size;
         }
         if (lvm_tx_end(&tx, true, r < 0 ? NULL : err) < 0)
@@ -480,15 +468,15 @@ static int thin_volume_stop(void *pool, VolumeSpec *v, StorageError *err) {
 /* lvm: 0, or 1 (lvs) when the cache is older than 30 s. */
 static int thin_volume_verify(void *pool, VolumeSpec *v, StorageError *err) {
         ThinPool *p = pool;
-        if (is_volatile(v))
+        if (volume_kind(v) == VOLUME_VOLATILE)
                 return 0;
         if (lvm_cache_ensure(LVM_CACHE_MAX_AGE_USEC, err) < 0)
                 return -1;
         g_auto(Names) n = { 0 };
         names_get(p, v->vid, &n);
-        bool from_source = is_snapshot(v) || (v->snap_on_start && v->source);
+        bool from_source = volume_kind(v) == VOLUME_SNAPSHOT || (v->snap_on_start && v->source);
         g_autofree char *cur = from_source ? source_current(p, v) : current_lv(n.vg, n.lv);
-        if (!cur && is_origin(v) && lvm_cache_has(n.vg, n.snap))
+        if (!cur && volume_kind(v) == VOLUME_ORIGIN && lvm_cache_has(n.vg, n.snap))
                 return 0; /* a crash between the two steps of a commit: start reuses -snap */
         if (!cur)
                 return missing(err, from_source && v->source ? v->source : v->vid);
@@ -505,13 +493,13 @@ static int thin_volume_resize(void *pool, VolumeSpec *v, uint64_t size, StorageE
         if (lvm_cache_ensure(LVM_CACHE_MAX_AGE_USEC, err) < 0)
                 return -1;
         const char *target = NULL;
-        if (is_volatile(v))
+        if (volume_kind(v) == VOLUME_VOLATILE)
                 target = lvm_cache_has(n.vg, n.lv) ? n.lv : NULL;
         else if (lvm_cache_has(n.vg, n.snap))
                 target = n.snap;
-        else if (is_origin(v) && lvm_cache_has(n.vg, n.import))
+        else if (volume_kind(v) == VOLUME_ORIGIN && lvm_cache_has(n.vg, n.import))
                 target = n.import;
-        else if (is_origin(v) && lvm_cache_has(n.vg, n.lv))
+        else if (volume_kind(v) == VOLUME_ORIGIN && lvm_cache_has(n.vg, n.lv))
                 target = n.lv;
         if (!target) {
                 v->size = size;
@@ -543,7 +531,7 @@ static int thin_volume_revert(void *pool, VolumeSpec *v, const char *rev, Storag
         names_get(p, v->vid, &n);
         if (lvm_cache_ensure(LVM_CACHE_MAX_AGE_USEC, err) < 0)
                 return -1;
-        if (is_origin(v) && lvm_cache_has(n.vg, n.snap))
+        if (volume_kind(v) == VOLUME_ORIGIN && lvm_cache_has(n.vg, n.snap))
                 return se_set(err, SE_VOLUME_BUSY, "Cannot revert dirty volume %s, stop the qube first", v->vid);
         if (lvm_cache_has(n.vg, n.import))
                 return se_set(err, SE_IMPORT_IN_PROGRESS, "Import operation in progress on %s", v->vid);
@@ -575,15 +563,15 @@ static int thin_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out, S
         g_auto(Names) n = { 0 };
         names_get(p, v->vid, &n);
         int r = lvm_cache_ensure(LVM_CACHE_MAX_AGE_USEC, err);
-        g_autoptr(LvmLv) snap = is_volatile(v) ? NULL : lvm_cache_get(n.vg, n.snap);
+        g_autoptr(LvmLv) snap = volume_kind(v) == VOLUME_VOLATILE ? NULL : lvm_cache_get(n.vg, n.snap);
         g_autoptr(GPtrArray) revs = list_revisions(n.vg, n.lv);
         g_autofree char *cur = current_lv(n.vg, n.lv);
         g_autoptr(LvmLv) cur_lv = cur ? lvm_cache_get(n.vg, cur) : NULL;
         const LvmLv *data = snap ? snap : cur_lv;
         out->size = data ? data->size : v->size;
         out->usage = data ? (uint64_t) ((double) data->size * data->data_percent / 100.0) : 0;
-        out->dirty = is_origin(v) && snap;
-        if (is_snapshot(v) && snap) {
+        out->dirty = volume_kind(v) == VOLUME_ORIGIN && snap;
+        if (volume_kind(v) == VOLUME_SNAPSHOT && snap) {
                 g_autofree char *src = source_current(p, v);
                 out->outdated = !src || g_strcmp0(snap->origin, src) != 0;
         }
@@ -594,13 +582,13 @@ static int thin_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out, S
         }
         if (snap)
                 out->path = dev_path(n.vg, n.snap);
-        else if (is_snapshot(v) && v->source) {
+        else if (volume_kind(v) == VOLUME_SNAPSHOT && v->source) {
                 g_autofree char *src = source_current(p, v);
                 g_autofree char *src_lv = lv_of_vid(v->source);
                 out->path = dev_path(n.vg, src ? src : src_lv);
         } else
                 out->path = dev_path(n.vg, cur ? cur : n.lv);
-        out->bdev_path = dev_path(n.vg, is_volatile(v) ? n.lv : n.snap);
+        out->bdev_path = dev_path(n.vg, volume_kind(v) == VOLUME_VOLATILE ? n.lv : n.snap);
         out->bdev_script = g_strdup("");
         out->bdev_devtype = g_strdup("disk");
         out->bdev_rw = v->rw;
@@ -767,7 +755,7 @@ static int thin_volume_cleanup(void *pool, VolumeSpec *v, StorageError *err) {
         g_autofree char *exports = g_strconcat(n.lv, "-export-", NULL);
         g_autoptr(GPtrArray) left = lvm_cache_list(n.vg, exports);
         g_autoptr(GPtrArray) doomed = g_ptr_array_new_with_free_func(g_free);
-        if (is_origin(v) && lvm_cache_has(n.vg, n.import))
+        if (volume_kind(v) == VOLUME_ORIGIN && lvm_cache_has(n.vg, n.import))
                 g_ptr_array_add(doomed, g_strdup(n.import));
         for (guint i = 0; i < left->len; i++)
                 g_ptr_array_add(doomed, g_strdup(((LvmLv *) left->pdata[i])->name));

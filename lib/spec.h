@@ -50,7 +50,18 @@ typedef struct PoolUsage {
         uint64_t metadata_size, metadata_usage;
 } PoolUsage;
 
+/* What a volume is, from its two attributes (the reference's three kinds):
+ * an origin keeps its data across starts (save_on_stop; with snap_on_start it
+ * also starts from its source), a snapshot starts from its source's committed
+ * data and forgets at stop, a volatile starts empty every time. */
+typedef enum VolumeKind {
+        VOLUME_VOLATILE,
+        VOLUME_SNAPSHOT,
+        VOLUME_ORIGIN,
+} VolumeKind;
+
 /* Helpers for the structures above (lib/spec.c). */
+VolumeKind volume_kind(const VolumeSpec *v);
 VolumeSpec *volume_spec_copy(const VolumeSpec *v);
 void volume_spec_free(VolumeSpec *v);
 void volume_info_clear(VolumeInfo *i);
