@@ -26,6 +26,8 @@ static int open_path(VolumeOp *op, const char *path, int flags) {
 
 /* Reads the volume and asks the rules again with what the storage says. */
 static int storage_allows(VolumeOp *op, const Driver *d, void *drv, VolumeInfo *cur) {
+        /* NULL: a failed read still fills every field (driver.h); what the
+         * storage cannot say, the driver's next call reports by name */
         d->volume_query(drv, op->spec, cur, NULL);
         return volume_recheck(op, cur);
 }
@@ -41,6 +43,9 @@ static int import_with(VolumeOp *op, uint64_t size, int in, bool exact) {
         int r = out < 0 ? -1 : stream_copy(in, out, size, exact, op->progress, &op->err);
         if (out >= 0)
                 close(out);
+        /* after a failed copy, the copy's error is the one to report: a
+         * staging that cannot be discarded is replaced by the next import
+         * and cleaned at the next Start or service start */
         if (d->volume_import_end(p->drv, op->spec, r >= 0, false, r >= 0 ? &op->err : NULL) < 0)
                 return -1;
         return r;
@@ -66,6 +71,7 @@ static int run_import_begin(VolumeOp *op) {
                 return -1;
         op->fd = open_path(op, path, O_WRONLY);
         if (op->fd < 0) {
+                /* the open's error is reported; see import_with for a discard that fails */
                 d->volume_import_end(p->drv, op->spec, false, true, NULL);
                 return -1;
         }
@@ -116,13 +122,16 @@ static int run_import_volume(VolumeOp *op) {
                 if (r >= 0)
                         r = d->volume_import_end(p->drv, op->spec, true, false, &op->err);
         } else {
-                sd->volume_query(sp->drv, op->source_spec, &src, NULL);
-                int in = open_path(op, path, O_RDONLY);
+                /* the copy's size is the source's: no copy when it cannot be read */
+                int in = sd->volume_query(sp->drv, op->source_spec, &src, &op->err) < 0
+                                 ? -1 : open_path(op, path, O_RDONLY);
                 r = in < 0 ? -1 : import_with(op, src.size, in, false);
                 if (in >= 0)
                         close(in);
         }
-        /* always, whatever happened */
+        /* always, whatever happened; NULL: the import's own result is what
+         * the caller asked for, and an export view left behind is removed at
+         * the next service start (volume_cleanup) */
         sd->volume_export_end(sp->drv, op->source_spec, path, NULL);
         return r;
 }
@@ -135,6 +144,7 @@ static int run_export(VolumeOp *op) {
                 return -1;
         op->fd = open_path(op, path, O_RDONLY);
         if (op->fd < 0) {
+                /* the open's error is reported; a view left behind goes at the next service start */
                 d->volume_export_end(p->drv, op->spec, path, NULL);
                 return -1;
         }
