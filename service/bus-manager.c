@@ -10,10 +10,6 @@
 #include "macros.h"
 #include "options.h"
 #include "paths.h"
-#include "pool-claims.h"
-#include "store.h"
-#include "usage.h"
-#include "validate.h"
 
 sd_bus *bus_connection;
 
@@ -62,59 +58,23 @@ static int method_get_pool(sd_bus_message *m, void *userdata, sd_bus_error *erro
         return sd_bus_reply_method_return(m, "o", p->object_path);
 }
 
-typedef struct AddPool {
-        Task task;
-        Pool *pool;
-        sd_bus_message *message;
-        StorageError err;
-        PoolUsage usage;
-        PoolClaims *others;
-} AddPool;
-
-/* AddPool calls run one at a time: each sees the pools added before it. */
-static TaskQueue *add_pool_queue;
-
-static void add_pool_prepare(Task *t) {
-        AddPool *a = (AddPool *) t;
-        a->others = pool_claims_snapshot();
+/* The reply of a pool op: its object for AddPool, empty otherwise. */
+static void pool_op_reply(PoolOp *op, void *userdata) {
+        sd_bus_message *m = userdata;
+        if (op->err.code != SE_OK)
+                error_reply(m, &op->err);
+        else if (op->kind == POP_ADD)
+                sd_bus_reply_method_return(m, "o", op->pool->object_path);
+        else
+                sd_bus_reply_method_return(m, "");
+        sd_bus_message_unref(m);
 }
 
-static void add_pool_work(Task *t) {
-        AddPool *a = (AddPool *) t;
-        Pool *p = a->pool;
-        if (pool_claims_check(a->others, p->name, p->driver, p->config, &a->err) < 0)
-                return;
-        if (p->driver->pool_setup(p->drv, &a->err) < 0)
-                return;
-        if (store_save_pool(model_state_dir, p->name, p->driver->name, p->config, &a->err) == 0)
-                p->driver->pool_usage(p->drv, &a->usage, NULL);
-}
-
-static void add_pool_done(Task *t) {
-        AddPool *a = (AddPool *) t;
-        Pool *p = a->pool;
-        if (a->err.code == SE_OK) {
-                /* published with its usage already known */
-                p->usage = a->usage;
-                model_add_pool(pool_ref(p));
-                pool_usage_request(p);
-                sd_bus_reply_method_return(a->message, "o", p->object_path);
-        } else
-                error_reply(a->message, &a->err);
-        se_clear(&a->err);
-        pool_claims_free(a->others);
-        sd_bus_message_unref(a->message);
-        pool_unref(p);
-        g_free(a);
-}
-
-/* Names of pools being added, so that two AddPool calls cannot race. */
-static GHashTable *adding;
-
-static void add_pool_release(Task *t) {
-        AddPool *a = (AddPool *) t;
-        g_hash_table_remove(adding, a->pool->name);
-        add_pool_done(t);
+int bus_submit_pool_op(sd_bus_message *m, PoolOp *op) {
+        op->done = pool_op_reply;
+        op->userdata = sd_bus_message_ref(m);
+        pool_op_submit(op);
+        return 1;
 }
 
 static int read_pool_config(sd_bus_message *m, GHashTable *config) {
@@ -134,11 +94,10 @@ static int method_add_pool(sd_bus_message *m, void *userdata, sd_bus_error *erro
         int r = sd_bus_message_read(m, "ss", &name, &driver);
         if (r < 0)
                 return r;
-        if (!valid_pool_name(name))
-                return error_set(error, SE_INVALID_ARGUMENT, "Invalid pool name '%s'", name);
-        const Driver *d = driver_find(driver);
-        if (!d)
-                return error_set(error, SE_UNKNOWN_DRIVER, "No driver %s for pool %s", driver, name);
+        const Driver *d;
+        StorageError serr = STORAGE_ERROR_INIT;
+        if (pool_add_check(name, driver, &d, &serr) < 0)
+                return error_take(error, &serr);
         g_autoptr(GHashTable) config = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
         r = read_pool_config(m, config);
         if (r < 0)
@@ -148,57 +107,16 @@ static int method_add_pool(sd_bus_message *m, void *userdata, sd_bus_error *erro
         r = read_options(m, &o, false, object, error);
         if (r < 0)
                 return r;
-        if (!adding)
-                adding = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        if (model_find_pool(name) || g_hash_table_contains(adding, name))
+        if (pool_name_taken(name))
                 return error_set(error, SE_ALREADY_EXISTS, "Pool %s already exists", name);
         r = auth_check(m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", name, NULL }, o.no_user_interaction,
                        error);
         if (r <= 0)
                 return r < 0 ? r : 1;
-
-        StorageError serr = STORAGE_ERROR_INIT;
-        Pool *p = pool_open_config(name, d, config, &serr);
-        if (!p)
+        PoolOp *op = pool_op_new_add(name, d, config, NULL, NULL, &serr);
+        if (!op)
                 return error_take(error, &serr);
-        AddPool *a = g_new0(AddPool, 1);
-        a->task.prepare = add_pool_prepare;
-        a->task.work = add_pool_work;
-        a->task.done = add_pool_release;
-        a->pool = p;
-        a->message = sd_bus_message_ref(m);
-        g_hash_table_add(adding, g_strdup(name));
-        if (!add_pool_queue)
-                add_pool_queue = task_queue_new();
-        task_submit(&a->task, add_pool_queue);
-        return 1;
-}
-
-typedef struct RemovePool {
-        Task task;
-        Pool *pool;
-        sd_bus_message *message;
-        StorageError err;
-} RemovePool;
-
-static void remove_pool_work(Task *t) {
-        RemovePool *a = (RemovePool *) t;
-        store_remove_pool(model_state_dir, a->pool->name, &a->err);
-}
-
-static void remove_pool_done(Task *t) {
-        RemovePool *a = (RemovePool *) t;
-        if (a->err.code == SE_OK) {
-                model_remove_pool(a->pool);
-                sd_bus_reply_method_return(a->message, "");
-        } else {
-                a->pool->removed = false;
-                error_reply(a->message, &a->err);
-        }
-        se_clear(&a->err);
-        sd_bus_message_unref(a->message);
-        pool_unref(a->pool);
-        g_free(a);
+        return bus_submit_pool_op(m, op);
 }
 
 static int method_remove_pool(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -218,17 +136,7 @@ static int method_remove_pool(sd_bus_message *m, void *userdata, sd_bus_error *e
                        error);
         if (r <= 0)
                 return r < 0 ? r : 1;
-        if (pool_created_volumes(p) > 0)
-                return error_set(error, SE_POOL_IN_USE, "Storage pool is in use: '%s' has %u volumes", name,
-                                 pool_created_volumes(p));
-        RemovePool *a = g_new0(RemovePool, 1);
-        a->task.work = remove_pool_work;
-        a->task.done = remove_pool_done;
-        a->pool = pool_ref(p);
-        a->message = sd_bus_message_ref(m);
-        p->removed = true;
-        task_submit(&a->task, p->queue);
-        return 1;
+        return bus_submit_pool_op(m, pool_op_new(POP_REMOVE, p, NULL, NULL));
 }
 
 static int method_start_volumes(sd_bus_message *m, void *userdata, sd_bus_error *error) {

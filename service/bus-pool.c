@@ -10,8 +10,6 @@
 #include "macros.h"
 #include "options.h"
 #include "paths.h"
-#include "store.h"
-#include "usage.h"
 #include "validate.h"
 
 static int find_pool(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
@@ -168,88 +166,19 @@ static int method_create_volume(sd_bus_message *m, void *userdata, sd_bus_error 
         r = read_options(m, &o, false, object, error);
         if (r < 0)
                 return r;
-        if (p->removed)
-                return error_set(error, SE_NO_SUCH_POOL, "Unknown storage pool %s", p->name);
-        if (!p->driver->creates_volumes)
-                return error_set(error, SE_NOT_SUPPORTED, "Pool %s (driver %s) does not create volumes", p->name,
-                                 p->driver->name);
-        /* No driver encrypts volatile data with a throw-away key yet: refused
-         * rather than written in clear. */
-        if (s->ephemeral)
-                return error_set(error, SE_NOT_SUPPORTED,
-                                 "Volume %s (pool %s): the %s driver does not support ephemeral volumes", s->name,
-                                 p->name, p->driver->name);
-        Volume *src = NULL;
-        if (s->source) {
-                src = g_hash_table_lookup(p->volumes, s->source);
-                if (!src)
-                        return error_set(error, SE_NO_SUCH_VOLUME, "Source volume %s not found in pool %s", s->source,
-                                         p->name);
-                s->source_spec = volume_spec_copy(src->spec);
-                if (s->size == 0)
-                        s->size = src->info.size;
-        }
-        if (s->size == 0)
-                return error_set(error, SE_INVALID_ARGUMENT, "Missing size for volume %s (pool %s)", s->name, p->name);
         StorageError serr = STORAGE_ERROR_INIT;
-        if (s->revisions_to_keep < 0)
-                s->revisions_to_keep = p->revisions_to_keep;
-        else if (revisions_check(p->driver, s->revisions_to_keep, s->name, &serr) < 0)
+        if (volume_create_check(p, s, &serr) < 0)
                 return error_take(error, &serr);
-        if (p->driver->volume_init(p->drv, s, &serr) < 0)
-                return error_take(error, &serr);
-        if (!valid_vid(s->vid))
-                return error_set(error, SE_INVALID_ARGUMENT, "Invalid vid '%s' (pool %s)", s->vid, p->name);
         char size_s[32];
         snprintf(size_s, sizeof(size_s), "%" G_GUINT64_FORMAT, s->size);
         const char *details[] = { "pool", p->name, "vid", s->vid, "size", size_s, NULL };
         r = auth_check(m, ACTION_MANAGE_VOLUMES, details, o.no_user_interaction, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
-        if (g_hash_table_contains(p->volumes, s->vid) || g_hash_table_contains(p->reserved, s->vid))
-                return error_set(error, SE_ALREADY_EXISTS, "Volume %s already exists in pool %s", s->vid, p->name);
-        g_hash_table_add(p->reserved, g_strdup(s->vid));
-        Volume *v = volume_new(p, TAKE_PTR(s), false);
-        VolumeOp *op = volume_op_new(VOP_CREATE, v, NULL, NULL);
-        volume_unref(v);
+        VolumeOp *op = volume_op_new_create(p, TAKE_PTR(s), &serr);
+        if (!op)
+                return error_take(error, &serr);
         return bus_submit_volume_op(m, op);
-}
-
-typedef struct SetPoolRevisions {
-        Task task;
-        Pool *pool;
-        GHashTable *config;
-        int n;
-        sd_bus_message *message;
-        StorageError err;
-} SetPoolRevisions;
-
-static void set_revisions_work(Task *t) {
-        SetPoolRevisions *a = (SetPoolRevisions *) t;
-        store_save_pool(model_state_dir, a->pool->name, a->pool->driver->name, a->config, &a->err);
-}
-
-static void set_revisions_done(Task *t) {
-        SetPoolRevisions *a = (SetPoolRevisions *) t;
-        Pool *p = a->pool;
-        if (a->err.code != SE_OK)
-                error_reply(a->message, &a->err);
-        else if (p->removed)
-                sd_bus_reply_method_errorf(a->message, error_name(SE_NO_SUCH_POOL), "Unknown storage pool %s", p->name);
-        else {
-                bool changed = p->revisions_to_keep != a->n;
-                g_hash_table_unref(p->config);
-                p->config = g_hash_table_ref(a->config);
-                p->revisions_to_keep = a->n;
-                if (changed)
-                        bus_pool_changed(p, (const char *const[]) { "RevisionsToKeep", "Config", NULL });
-                sd_bus_reply_method_return(a->message, "");
-        }
-        se_clear(&a->err);
-        g_hash_table_unref(a->config);
-        sd_bus_message_unref(a->message);
-        pool_unref(p);
-        g_free(a);
 }
 
 static int method_set_revisions(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -271,37 +200,9 @@ static int method_set_revisions(sd_bus_message *m, void *userdata, sd_bus_error 
                        error);
         if (r <= 0)
                 return r < 0 ? r : 1;
-        SetPoolRevisions *a = g_new0(SetPoolRevisions, 1);
-        a->task.work = set_revisions_work;
-        a->task.done = set_revisions_done;
-        a->pool = pool_ref(p);
-        a->n = n;
-        a->config = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-        GHashTableIter it;
-        gpointer k, v;
-        g_hash_table_iter_init(&it, p->config);
-        while (g_hash_table_iter_next(&it, &k, &v))
-                g_hash_table_insert(a->config, g_strdup(k), g_strdup(v));
-        if (g_strv_contains(p->driver->params, "revisions_to_keep"))
-                g_hash_table_replace(a->config, g_strdup("revisions_to_keep"), g_strdup_printf("%d", n));
-        a->message = sd_bus_message_ref(m);
-        task_submit(&a->task, p->queue);
-        return 1;
-}
-
-/* The pool's usage is fresh (and the driver's caches): the volumes next. */
-static void refresh_done(Pool *p, void *userdata) {
-        sd_bus_message *m = userdata;
-        if (p->removed) {
-                StorageError e = STORAGE_ERROR_INIT;
-                se_set(&e, SE_NO_SUCH_POOL, "Storage pool %s was removed", p->name);
-                error_reply(m, &e);
-                se_clear(&e);
-        } else {
-                pool_refresh_volumes(p);
-                sd_bus_reply_method_return(m, "");
-        }
-        sd_bus_message_unref(m);
+        PoolOp *op = pool_op_new(POP_SET_REVISIONS, p, NULL, NULL);
+        op->revisions_to_keep = n;
+        return bus_submit_pool_op(m, op);
 }
 
 static int method_refresh_usage(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -315,8 +216,7 @@ static int method_refresh_usage(sd_bus_message *m, void *userdata, sd_bus_error 
                        o.no_user_interaction, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
-        pool_usage_refresh(p, refresh_done, sd_bus_message_ref(m));
-        return 1;
+        return bus_submit_pool_op(m, pool_op_new(POP_REFRESH, p, NULL, NULL));
 }
 
 static const sd_bus_vtable pool_vtable[] = {

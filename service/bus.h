@@ -4,6 +4,7 @@
 #include <systemd/sd-bus.h>
 
 #include "model.h"
+#include "pool-ops.h"
 #include "volume-ops.h"
 
 #define MANAGER_INTERFACE "org.qubes.Storage1.Manager"
@@ -26,6 +27,9 @@ void bus_volume_changed(Volume *v, const char *const *props);
 void bus_volume_size_changed(Volume *v, uint64_t old_size, uint64_t new_size);
 void bus_volume_exported(Volume *v, const char *path, bool ended);
 
+/* Submits a pool op that replies to m when it completes (empty reply, or
+ * "o" for add). */
+int bus_submit_pool_op(sd_bus_message *m, PoolOp *op);
 /* Submits a volume op that replies to m when it completes (empty reply,
  * or "b" for verify, "o" for create). */
 int bus_submit_volume_op(sd_bus_message *m, VolumeOp *op);

@@ -1,4 +1,4 @@
-/* qubes-storaged: options, state loading, embedded defaults, the event loop. */
+/* qubes-storaged: options, the event loop and the bus, idle exit, draining. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -14,13 +14,10 @@
 #include "bus.h"
 #include "callers.h"
 #include "errors.h"
-#include "file-reflink.h"
 #include "caller-limits.h"
 #include "lvm-thin.h"
 #include "macros.h"
-#include "store.h"
-#include "usage.h"
-#include "validate.h"
+#include "pool-ops.h"
 
 #define BUS_NAME "org.qubes.Storage1"
 
@@ -107,99 +104,6 @@ static int parse_args(int argc, char **argv) {
         return 0;
 }
 
-static void load_pool(const char *name, const char *driver, GHashTable *config, void *userdata) {
-        const Driver *d = driver_find(driver);
-        if (!d || !valid_pool_name(name)) {
-                g_warning("Skipping pool %s: unknown driver '%s' or invalid name", name, driver);
-                return;
-        }
-        StorageError err = STORAGE_ERROR_INIT;
-        Pool *p = pool_open_config(name, d, config, &err);
-        if (!p) {
-                g_warning("Skipping pool %s: %s", name, err.message);
-                se_clear(&err);
-                return;
-        }
-        model_add_pool(p);
-}
-
-static void load_volume(const char *pool, const VolumeSpec *spec, bool started, void *userdata) {
-        Pool *p = model_find_pool(pool);
-        if (!p || !p->driver->creates_volumes)
-                return;
-        g_autoptr(GError) e = NULL;
-        VolumeSpec *s = volume_spec_copy(spec);
-        StorageError err = STORAGE_ERROR_INIT;
-        if (!valid_vid(s->vid) || !valid_vm_name(s->name) || !valid_vm_name(s->vm) ||
-            p->driver->volume_init(p->drv, s, &err) < 0 || !valid_vid(s->vid) || strcmp(s->vid, spec->vid) != 0 ||
-            g_hash_table_contains(p->volumes, s->vid)) {
-                g_warning("Skipping volume %s:%s: invalid record%s%s", pool, spec->vid, err.message ? ": " : "",
-                          err.message ? err.message : "");
-                se_clear(&err);
-                volume_spec_free(s);
-                return;
-        }
-        model_add_volume(volume_new(p, s, started));
-}
-
-static int add_default_pool(const char *name, const char *driver, const char *dir) {
-        const Driver *d = driver_find(driver);
-        g_autoptr(GHashTable) config = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-        g_hash_table_insert(config, g_strdup("dir_path"), g_strdup(dir));
-        StorageError err = STORAGE_ERROR_INIT;
-        Pool *p = pool_open_config(name, d, config, &err);
-        if (!p || d->pool_setup(p->drv, &err) < 0 ||
-            store_save_pool(model_state_dir, name, driver, p->config, &err) < 0) {
-                g_warning("Cannot create the default pool %s on %s: %s", name, dir, err.message);
-                se_clear(&err);
-                if (p)
-                        pool_unref(p);
-                return -EIO;
-        }
-        model_add_pool(p);
-        return 0;
-}
-
-/* Runs before the event loop: blocking I/O is fine here. */
-static int load_state(void) {
-        StorageError err = STORAGE_ERROR_INIT;
-        if (store_init(arg.state_dir, &err) < 0) {
-                g_critical("%s", err.message);
-                se_clear(&err);
-                return -EIO;
-        }
-        StoreLoader loader = { load_pool, load_volume, NULL };
-        int skipped = store_load(arg.state_dir, &loader);
-        g_autoptr(GPtrArray) pools = model_pools();
-        if (pools->len == 0 && skipped == 0) {
-                g_autofree char *kernels = g_build_filename(arg.base_dir, "vm-kernels", NULL);
-                /* file-reflink where the base directory can share extents */
-                g_mkdir_with_parents(arg.base_dir, 0755);
-                const char *driver = reflink_probe(arg.base_dir) == 0 ? "file-reflink" : "file";
-                if (add_default_pool("varlibqubes", driver, arg.base_dir) < 0 ||
-                    add_default_pool("linux-kernel", "linux-kernel", kernels) < 0)
-                        return -EIO;
-                g_ptr_array_unref(pools);
-                pools = model_pools();
-        }
-        for (size_t i = 0; i < pools->len; i++) {
-                Pool *p = pools->pdata[i];
-                pool_usage_read_now(p);
-                g_autoptr(GPtrArray) vols = pool_volumes_sorted(p);
-                for (size_t j = 0; j < vols->len; j++) {
-                        Volume *v = vols->pdata[j];
-                        if (v->discovered)
-                                continue;
-                        if (p->driver->volume_cleanup && p->driver->volume_cleanup(p->drv, v->spec, &err) < 0) {
-                                g_warning("%s:%s: %s", p->name, v->spec->vid, err.message);
-                                se_clear(&err);
-                        }
-                        volume_query_now(v);
-                }
-        }
-        return 0;
-}
-
 static int open_bus(sd_bus **ret) {
         if (strcmp(arg.bus, "system") == 0)
                 return sd_bus_open_system(ret);
@@ -282,7 +186,7 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
         if (idle.stopping)
                 return 0;
         idle.stopping = true;
-        usage_shutdown();
+        pool_ops_shutdown();
         auth_refuse_new("qubes-storaged is stopping");
         bus_jobs_cancel_all();
         fprintf(stderr, "Stopping: cancelling jobs, waiting for %u operation(s) and %u authorization(s) in progress\n",
@@ -321,7 +225,7 @@ int main(int argc, char **argv) {
         if (lvm_thin_init() < 0)
                 fprintf(stderr, "LVM support is not available: lvm_thin pools will not work\n");
 
-        if (load_state() < 0)
+        if (pool_ops_load(arg.state_dir, arg.base_dir) < 0)
                 return EXIT_FAILURE;
 
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
@@ -340,7 +244,7 @@ int main(int argc, char **argv) {
         if (r >= 0)
                 r = tasks_init(event, WORKER_THREADS, DATA_WORKER_THREADS);
         if (r >= 0)
-                r = usage_init(event);
+                r = pool_ops_init(event);
         if (r < 0) {
                 fprintf(stderr, "Cannot set up the event loop: %s\n", strerror(-r));
                 return EXIT_FAILURE;
@@ -380,7 +284,7 @@ int main(int argc, char **argv) {
         r = sd_event_loop(event);
         bus_connection = NULL;
         idle.timer = sd_event_source_disable_unref(idle.timer);
-        usage_shutdown();
+        pool_ops_shutdown();
         tasks_shutdown(); /* runs what finished meanwhile: before what it may use goes */
         auth_shutdown();
         if (r == -ECONNRESET)

@@ -134,6 +134,15 @@ void pool_set_usage(Pool *p, const PoolUsage *u) {
                 hooks.pool_changed(p, changed);
 }
 
+void pool_set_config(Pool *p, GHashTable *config, int revisions_to_keep) {
+        bool changed = p->revisions_to_keep != revisions_to_keep;
+        g_hash_table_unref(p->config);
+        p->config = g_hash_table_ref(config);
+        p->revisions_to_keep = revisions_to_keep;
+        if (changed && hooks.pool_changed)
+                hooks.pool_changed(p, (const char *const[]) { "RevisionsToKeep", "Config", NULL });
+}
+
 Volume *volume_new(Pool *pool, VolumeSpec *spec, bool started) {
         Volume *v = g_new0(Volume, 1);
         v->ref = 1;
@@ -323,37 +332,4 @@ int revisions_check(const Driver *d, int n, const char *what, StorageError *err)
                 return se_set(err, SE_NOT_SUPPORTED, "%s: the %s driver keeps at most %d revisions, not %d", what,
                               d->name, d->max_revisions_to_keep, n);
         return 0;
-}
-
-Pool *pool_open_config(const char *name, const Driver *d, GHashTable *config, StorageError *err) {
-        GHashTableIter it;
-        gpointer k;
-        g_hash_table_iter_init(&it, config);
-        while (g_hash_table_iter_next(&it, &k, NULL))
-                if (!g_strv_contains(d->params, k)) {
-                        se_set(err, SE_INVALID_ARGUMENT, "Unknown parameter '%s' for driver %s (pool %s)",
-                               (const char *) k, d->name, name);
-                        return NULL;
-                }
-        int revisions = 0;
-        if (g_strv_contains(d->params, "revisions_to_keep")) {
-                const char *s = g_hash_table_lookup(config, "revisions_to_keep");
-                revisions = 1;
-                if (s && parse_revisions(s, &revisions) < 0) {
-                        se_set(err, SE_INVALID_ARGUMENT, "Invalid revisions_to_keep '%s' for pool %s", s, name);
-                        return NULL;
-                }
-                g_autofree char *what = g_strdup_printf("Pool %s", name);
-                if (revisions_check(d, revisions, what, err) < 0)
-                        return NULL;
-                g_hash_table_replace(config, g_strdup("revisions_to_keep"), g_strdup_printf("%d", revisions));
-        }
-        void *drv = NULL;
-        StorageError e = STORAGE_ERROR_INIT;
-        if (d->pool_open(config, &drv, &e) < 0) {
-                se_set(err, e.code, "Pool %s: %s", name, e.message);
-                se_clear(&e);
-                return NULL;
-        }
-        return pool_new(name, d, drv, config, revisions);
 }

@@ -70,12 +70,9 @@ void model_set_hooks(const ModelHooks *hooks);
 
 /* Pools */
 Pool *pool_new(const char *name, const Driver *driver, void *drv, GHashTable *config, int revisions_to_keep);
-/* Checks the parameters against the driver (normalising config in place,
- * filling revisions_to_keep) and opens the driver's pool. No I/O. */
 /* revisions_to_keep n within what driver d keeps? what names the object
  * ("pool P", "volume P:V"). */
 int revisions_check(const Driver *d, int n, const char *what, StorageError *err);
-Pool *pool_open_config(const char *name, const Driver *d, GHashTable *config, StorageError *err);
 Pool *pool_ref(Pool *p);
 void pool_unref(Pool *p);
 void model_add_pool(Pool *p);          /* takes the reference */
@@ -87,6 +84,9 @@ GPtrArray *model_pools(void);
 GPtrArray *pool_volumes_sorted(Pool *p);
 unsigned pool_created_volumes(Pool *p);
 void pool_set_usage(Pool *p, const PoolUsage *u);
+/* Replaces the saved config (takes a reference) and announces a change of
+ * revisions_to_keep. */
+void pool_set_config(Pool *p, GHashTable *config, int revisions_to_keep);
 
 /* Volumes */
 Volume *volume_new(Pool *pool, VolumeSpec *spec, bool started);  /* takes spec */

@@ -4,8 +4,6 @@
 #include <time.h>
 
 #include "macros.h"
-#include "validate.h"
-#include "volume-ops.h"
 
 typedef struct Waiter {
         UsageDone done;
@@ -22,7 +20,7 @@ typedef struct UsageTask {
 } UsageTask;
 
 static sd_event *event;
-static sd_event_source *periodic;
+static UsageScanned scan_handler;
 
 static uint64_t now_usec(void) {
         struct timespec ts;
@@ -36,58 +34,13 @@ static void read_storage(Pool *p, PoolUsage *u, char ***vids, bool *scanned) {
         *scanned = p->driver->pool_scan && p->driver->pool_scan(p->drv, vids, NULL) >= 0;
 }
 
-/* A name the storage shows that cannot be a vid (not UTF-8, characters a vid
- * cannot hold) is skipped, with one warning per pool and name: publishing it
- * would break ListVolumes and GetManagedObjects for every client. */
-static bool scanned_vid_ok(Pool *p, const char *vid) {
-        static GHashTable *warned; /* "pool\nname" */
-        if (valid_vid(vid))
-                return true;
-        if (!warned)
-                warned = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        char *key = g_strconcat(p->name, "\n", vid, NULL);
-        if (g_hash_table_add(warned, key)) {
-                g_autofree char *shown = g_strescape(vid, NULL);
-                g_warning("Pool %s: skipping '%s': not a valid volume id", p->name, shown);
-        }
-        return false;
-}
-
-/* Publishes the volumes the storage defines and drops those that vanished. */
-static void apply_scan(Pool *p, char **vids, bool now) {
-        g_autoptr(GPtrArray) current = pool_volumes_sorted(p);
-        for (size_t i = 0; i < current->len; i++) {
-                Volume *v = current->pdata[i];
-                if (v->discovered && (!vids || !g_strv_contains((const char *const *) vids, v->spec->vid)))
-                        model_remove_volume(v);
-        }
-        for (size_t i = 0; vids && vids[i]; i++) {
-                if (g_hash_table_contains(p->volumes, vids[i]) || !scanned_vid_ok(p, vids[i]))
-                        continue;
-                VolumeSpec *s = g_new0(VolumeSpec, 1);
-                s->vid = g_strdup(vids[i]);
-                s->name = g_strdup(vids[i]);
-                s->vm = g_strdup("");
-                Volume *v = volume_new(p, s, false);
-                v->discovered = true;
-                if (now)
-                        volume_query_now(v);
-                model_add_volume(v);
-                if (!now)
-                        volume_op_submit(volume_op_new(VOP_QUERY, v, NULL, NULL));
-        }
-}
-
-void pool_usage_read_now(Pool *p) {
+bool pool_usage_read_now(Pool *p, char ***vids) {
         PoolUsage u;
-        char **vids = NULL;
         bool scanned;
-        read_storage(p, &u, &vids, &scanned);
+        read_storage(p, &u, vids, &scanned);
         pool_set_usage(p, &u);
         p->usage_read_usec = now_usec();
-        if (scanned)
-                apply_scan(p, vids, true);
-        g_strfreev(vids);
+        return scanned;
 }
 
 static void usage_work(Task *t) {
@@ -119,8 +72,8 @@ static void usage_done(Task *t) {
         p->usage_read_usec = now_usec();
         if (!p->removed) {
                 pool_set_usage(p, &u->usage);
-                if (u->scanned)
-                        apply_scan(p, u->vids, false);
+                if (u->scanned && scan_handler)
+                        scan_handler(p, u->vids);
         }
         answer(p, TAKE_PTR(u->waiters));
         if (p->removed)
@@ -197,28 +150,16 @@ void pool_usage_refresh(Pool *p, UsageDone done, void *userdata) {
         pool_usage_request(p);
 }
 
-static int on_period(sd_event_source *s, uint64_t usec, void *userdata) {
-        g_autoptr(GPtrArray) pools = model_pools();
-        for (size_t i = 0; i < pools->len; i++) {
-                pool_usage_request(pools->pdata[i]);
-                pool_refresh_volumes(pools->pdata[i]);
-        }
-        int r = sd_event_source_set_time_relative(s, USAGE_PERIOD_SEC * USEC_PER_SEC);
-        return r < 0 ? r : sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
-}
-
-int usage_init(sd_event *e) {
+void usage_init(sd_event *e, UsageScanned on_scanned) {
         event = e;
-        return sd_event_add_time_relative(e, &periodic, CLOCK_MONOTONIC, USAGE_PERIOD_SEC * USEC_PER_SEC, 0,
-                                          on_period, NULL);
+        scan_handler = on_scanned;
 }
 
-/* Stopping (SIGTERM, while the loop still runs): no more periodic reads, and
- * a refresh waiting for its delay runs now, so that the RefreshUsage calls
- * waiting on it are answered while the service drains. After the loop has
+/* Stopping (SIGTERM, while the loop still runs): a refresh waiting for its
+ * delay runs now, so that the RefreshUsage calls waiting on it are answered
+ * while the service drains. After the loop has
  * ended nothing can run: the pools and their waiters go with the process. */
 void usage_shutdown(void) {
-        periodic = sd_event_source_disable_unref(periodic);
         bool running = event && sd_event_get_state(event) != SD_EVENT_FINISHED;
         event = NULL;
         while (running && delayed && delayed->len > 0) {

@@ -1,16 +1,19 @@
 /* Pool usage freshness: re-read after operations that change it (at most
- * once per second per pool) and every 30 s otherwise; PropertiesChanged only
- * when a value changed (see model.c). Pools whose driver defines volumes by
- * itself (linux-kernel) are re-scanned at the same time. */
+ * once per second per pool), and when asked (pool-ops.c asks every 30 s and
+ * for RefreshUsage); PropertiesChanged only when a value changed (see
+ * model.c). Pools whose driver defines volumes by itself (linux-kernel) are
+ * re-scanned at the same time, and what the scan found is handed on. */
 #pragma once
 
 #include <systemd/sd-event.h>
 
 #include "model.h"
 
-#define USAGE_PERIOD_SEC 30
+/* Loop side, after a refresh whose scan succeeded: vids are the volumes the
+ * storage defines now (NULL: none). */
+typedef void (*UsageScanned)(Pool *p, char **vids);
 
-int usage_init(sd_event *event);
+void usage_init(sd_event *event, UsageScanned scanned);
 void usage_shutdown(void);
 
 /* Asks for a refresh soon; coalesced. */
@@ -22,5 +25,6 @@ void pool_usage_request(Pool *p);
 typedef void (*UsageDone)(Pool *p, void *userdata);
 void pool_usage_refresh(Pool *p, UsageDone done, void *userdata);
 
-/* Startup only, before the loop runs: reads usage and scans synchronously. */
-void pool_usage_read_now(Pool *p);
+/* Startup only, before the loop runs: reads usage and scans synchronously;
+ * true when the scan succeeded (*vids then holds what it found). */
+bool pool_usage_read_now(Pool *p, char ***vids);

@@ -9,6 +9,7 @@
 #include "test-seam.h"
 #include "macros.h"
 #include "usage.h"
+#include "validate.h"
 #include "volume-data.h"
 #include "volume-rules.h"
 
@@ -230,14 +231,55 @@ VolumeOp *volume_op_new(VolumeOpKind kind, Volume *v, VolumeOpDone done, void *u
         return op;
 }
 
-void volume_op_submit(VolumeOp *op) {
-        task_submit(&op->task, op->volume->queue);
+int volume_create_check(Pool *p, VolumeSpec *s, StorageError *err) {
+        if (p->removed)
+                return se_set(err, SE_NO_SUCH_POOL, "Unknown storage pool %s", p->name);
+        if (!p->driver->creates_volumes)
+                return se_set(err, SE_NOT_SUPPORTED, "Pool %s (driver %s) does not create volumes", p->name,
+                              p->driver->name);
+        /* No driver encrypts volatile data with a throw-away key yet: refused
+         * rather than written in clear. */
+        if (s->ephemeral)
+                return se_set(err, SE_NOT_SUPPORTED,
+                              "Volume %s (pool %s): the %s driver does not support ephemeral volumes", s->name,
+                              p->name, p->driver->name);
+        if (s->source) {
+                Volume *src = g_hash_table_lookup(p->volumes, s->source);
+                if (!src)
+                        return se_set(err, SE_NO_SUCH_VOLUME, "Source volume %s not found in pool %s", s->source,
+                                      p->name);
+                s->source_spec = volume_spec_copy(src->spec);
+                if (s->size == 0)
+                        s->size = src->info.size;
+        }
+        if (s->size == 0)
+                return se_set(err, SE_INVALID_ARGUMENT, "Missing size for volume %s (pool %s)", s->name, p->name);
+        if (s->revisions_to_keep < 0)
+                s->revisions_to_keep = p->revisions_to_keep;
+        else if (revisions_check(p->driver, s->revisions_to_keep, s->name, err) < 0)
+                return -1;
+        if (p->driver->volume_init(p->drv, s, err) < 0)
+                return -1;
+        if (!valid_vid(s->vid))
+                return se_set(err, SE_INVALID_ARGUMENT, "Invalid vid '%s' (pool %s)", s->vid, p->name);
+        return 0;
 }
 
-void pool_refresh_volumes(Pool *p) {
-        g_autoptr(GPtrArray) vols = pool_volumes_sorted(p);
-        for (size_t i = 0; i < vols->len; i++)
-                volume_op_submit(volume_op_new(VOP_QUERY, vols->pdata[i], NULL, NULL));
+VolumeOp *volume_op_new_create(Pool *p, VolumeSpec *s, StorageError *err) {
+        if (g_hash_table_contains(p->volumes, s->vid) || g_hash_table_contains(p->reserved, s->vid)) {
+                se_set(err, SE_ALREADY_EXISTS, "Volume %s already exists in pool %s", s->vid, p->name);
+                volume_spec_free(s);
+                return NULL;
+        }
+        g_hash_table_add(p->reserved, g_strdup(s->vid));
+        Volume *v = volume_new(p, s, false);
+        VolumeOp *op = volume_op_new(VOP_CREATE, v, NULL, NULL);
+        volume_unref(v);
+        return op;
+}
+
+void volume_op_submit(VolumeOp *op) {
+        task_submit(&op->task, op->volume->queue);
 }
 
 /* Startup only, before the loop runs. */

@@ -84,13 +84,18 @@ struct VolumeOp {
  * on the loop; the op is freed after it returns. */
 VolumeOp *volume_op_new(VolumeOpKind kind, Volume *v, VolumeOpDone done, void *userdata);
 void volume_op_submit(VolumeOp *op);
+
+/* CreateVolume's rules that need no queue (the pool creates volumes, the
+ * source exists, a size, revisions_to_keep), with s completed as the driver
+ * names it (vid, defaults). */
+int volume_create_check(Pool *p, VolumeSpec *s, StorageError *err);
+/* The create op of a checked spec (taken); NULL with err when the vid is
+ * taken. The vid is reserved until the create completes. */
+VolumeOp *volume_op_new_create(Pool *p, VolumeSpec *s, StorageError *err);
 /* Frees an op that was never submitted. */
 void volume_op_free(VolumeOp *op);
 
 /* Reads what the storage says about v now (worker side of every op). */
 void volume_query_now(Volume *v);
-
-/* Loop side: queues a VOP_QUERY for every volume of the pool. */
-void pool_refresh_volumes(Pool *p);
 
 const char *volume_op_name(VolumeOpKind kind);
