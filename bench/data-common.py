@@ -27,7 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from support.names import path_encode, pool_path, volume_path  # noqa: E402,F401
 from support import loopfs  # noqa: E402
-from support.bus import Bus  # noqa: E402
+from support.bus import PERMISSIVE_POLICY, Bus  # noqa: E402
+from support.service import Service, ServiceError  # noqa: E402
 
 NAME = "org.qubes.Storage1"
 ROOT_PATH = "/org/qubes/Storage1"
@@ -38,16 +39,6 @@ PROPERTIES = "org.freedesktop.DBus.Properties"
 MiB = 1 << 20
 GiB = 1 << 30
 LONG_MS = 3600 * 1000
-
-# support.bus.Bus writes the rest of the config (system type, EXTERNAL auth, the socket)
-BUS_POLICY = """
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-"""
 
 
 class BenchError(Exception):
@@ -118,7 +109,7 @@ class Env:
         self.keep = keep
         self.filesystems = []
         self.bus = None
-        self.proc = None
+        self.service = None
         self.conn = None
         self.children = []
         self._old_handlers = {}
@@ -139,42 +130,29 @@ class Env:
     # ---- bus and service ----
     def start(self, service_env=None):
         try:
-            self.bus = Bus(self.tmp, BUS_POLICY)
-        except AssertionError as e:
+            self.bus = Bus(self.tmp, PERMISSIVE_POLICY)
+            self.address = self.bus.address
+            self.conn = self.connect()
+            state, base = os.path.join(self.tmp, "state"), os.path.join(self.tmp, "base")
+            os.makedirs(state)
+            os.makedirs(base)
+            self.service = Service(state, base, self.tmp, binary=self.binary, log_name="service.log",
+                                   env=dict(DBUS_SYSTEM_BUS_ADDRESS=self.address, **(service_env or {})))
+            self.service.launch(self.conn, timeout=30)
+        except AssertionError as e:  # support.bus and support.service fail so
             raise BenchError(str(e)) from None
-        self.address = self.bus.address
-        self.conn = self.connect()
-        state, base = os.path.join(self.tmp, "state"), os.path.join(self.tmp, "base")
-        os.makedirs(state)
-        os.makedirs(base)
-        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.address, **(service_env or {}))
-        self.service_log = os.path.join(self.tmp, "service.log")
-        with open(self.service_log, "w") as log:
-            self.proc = subprocess.Popen([self.binary, "--bus", "system", "--state-dir", state, "--base-dir", base],
-                                         env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while not self.bus_call("NameHasOwner", GLib.Variant("(s)", (NAME,)))[0]:
-            if self.proc.poll() is not None:
-                raise BenchError(f"the service exited ({self.proc.returncode}): {self.service_output()}")
-            if time.monotonic() > deadline:
-                raise BenchError("the service did not take its bus name within 30 s")
-            time.sleep(0.02)
+
+    @property
+    def proc(self):
+        return self.service.proc if self.service is not None else None
 
     def service_output(self):
-        try:
-            with open(self.service_log) as f:
-                return f.read()
-        except OSError:
-            return ""
+        return self.service.output() if self.service is not None else ""
 
     def connect(self):
         return Gio.DBusConnection.new_for_address_sync(
             self.address, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION,
             None, None)
-
-    def bus_call(self, method, params=None):
-        return self.conn.call_sync("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", method,
-                                   params, None, Gio.DBusCallFlags.NONE, 5000, None).unpack()
 
     def call(self, path, iface, method, sig=None, args=(), reply=None, conn=None):
         params = GLib.Variant(f"({sig})", tuple(args)) if sig else None
@@ -234,15 +212,11 @@ class Env:
             if p.poll() is None:
                 p.kill()
             p.wait()
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            self.proc = None
+        if self.service is not None:
+            try:
+                self.service.stop(60)
+            except ServiceError as e:
+                print(f"warning: {e}", file=sys.stderr)
         if self.conn is not None:
             try:
                 self.conn.close_sync(None)

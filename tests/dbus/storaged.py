@@ -32,7 +32,7 @@ from support.names import path_encode, pool_path, volume_path  # noqa: E402,F401
 from support.calls import DBusCallError, split_gerror as _split_gerror  # noqa: E402,F401
 from support.bus import name_has_owner  # noqa: E402
 from support.service import (SANITIZER_MARKERS, STARTUP_TIMEOUT_S, STOP_TIMEOUT_S, Service,  # noqa: E402,F401
-                             ServiceError, default_binary, wait_released)
+                             ServiceError, default_binary, sanitizer_report, wait_released)
 
 SERVICE = default_binary()
 

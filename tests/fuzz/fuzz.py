@@ -35,7 +35,6 @@ import random
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -391,20 +390,7 @@ class World:
             self.job_paths.discard(p)
 
     def start(self):
-        self.svc.start()
-        deadline = time.monotonic() + storaged.STARTUP_TIMEOUT_S
-        while not self.name_has_owner():
-            if not self.svc.running():
-                fail(f'the service exited ({self.svc.proc.returncode}) before owning its name:\n'
-                     + self.svc.output()[-4000:])
-            if time.monotonic() > deadline:
-                fail('the service did not own its name in time')
-            time.sleep(0.02)
-
-    def name_has_owner(self):
-        return self.conn.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
-                                   'NameHasOwner', GLib.Variant('(s)', (BUS_NAME,)), GLib.VariantType('(b)'),
-                                   Gio.DBusCallFlags.NONE, -1, None).unpack()[0]
+        self.svc.launch(self.conn)
 
     def call(self, path, iface, method, sig, args, reply):
         v = self.conn.call_sync(BUS_NAME, path, iface, method, GLib.Variant(f'({sig})', args) if sig else None,
@@ -450,9 +436,9 @@ class World:
         if not self.svc.running():
             fail(f'the service died (status {self.svc.proc.returncode}):\n' + self.svc.output()[-6000:])
         out = self.svc.output()
-        for marker in storaged.SANITIZER_MARKERS:
-            if marker in out:
-                fail(f'sanitizer report ({marker}) in the service output:\n' + out[-6000:])
+        marker = storaged.sanitizer_report(out)
+        if marker:
+            fail(f'sanitizer report ({marker}) in the service output:\n' + out[-6000:])
 
     def stray_files(self):
         """Files and dirs under the sandbox that no pool dir or the state dir holds."""
@@ -648,11 +634,9 @@ def run(args):
             if args.verbose:
                 print(f'exited {rc} at {time.monotonic() - t0:.1f} s', flush=True)
             out = world.svc.output()
-            world.svc.proc = None
-            for marker in storaged.SANITIZER_MARKERS:
-                if marker in out:
-                    failures.append(f'sanitizer report ({marker}) in the service output at exit:\n' + out[-8000:])
-                    break
+            marker = storaged.sanitizer_report(out)
+            if marker:
+                failures.append(f'sanitizer report ({marker}) in the service output at exit:\n' + out[-8000:])
             if rc != 0:
                 failures.append(f'the service exited with status {rc} after SIGTERM:\n' + out[-4000:])
             if args.bus_loss and not failures:
@@ -707,26 +691,22 @@ def bus_loss(world, args):
     t_kill = time.monotonic()
     os.kill(world.bus_pid, signal.SIGKILL)
     world.bus_dead = True
-    proc = world.svc.proc
     try:
-        rc = proc.wait(storaged.STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
+        rc = world.svc.reap(storaged.STOP_TIMEOUT_S)
+    except storaged.ServiceError:
         return ['the service still runs after losing its bus connection']
     finally:
         for w in silent:
             os.close(w)
-    world.svc._log.close()
-    world.svc.proc = None
     out = world.svc.output()
     if args.verbose:
         print(f'bus killed: the service exited {rc} after {time.monotonic() - t_kill:.1f} s', flush=True)
     problems = []
     if rc <= 0:
         problems.append(f'after losing the bus the service exited with status {rc}, not a failure status')
-    for marker in storaged.SANITIZER_MARKERS:
-        if marker in out:
-            problems.append(f'sanitizer report ({marker}) at the exit after the bus was lost:\n' + out[-8000:])
-            break
+    marker = storaged.sanitizer_report(out)
+    if marker:
+        problems.append(f'sanitizer report ({marker}) at the exit after the bus was lost:\n' + out[-8000:])
     return problems
 
 

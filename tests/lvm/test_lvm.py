@@ -8,13 +8,10 @@ count the lvm commands of an operation. Every test uses its own VM names.
 """
 
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 import gi
@@ -26,6 +23,9 @@ from gi.repository import Gio, GLib  # noqa: E402
 # tests/ (shared into the guest at the same path): the support package
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from support.names import path_encode, pool_path, volume_path  # noqa: E402,F401
+from support.bus import PERMISSIVE_POLICY, Bus  # noqa: E402
+from support.calls import DBusCallError, split_gerror  # noqa: E402
+import support.service  # noqa: E402
 
 SERVICE = os.environ.get('QUBES_STORAGED', 'build/qubes-storaged')
 VG = os.environ.get('QS_LVM_VG', 'qs_test')
@@ -102,11 +102,7 @@ def tag(text):
     return (text.encode() * (4096 // len(text) + 1))[:4096]
 
 
-class DBusError(Exception):
-    def __init__(self, name, message):
-        super().__init__(f'{name}: {message}')
-        self.name = name
-        self.message = message
+DBusError = DBusCallError
 
 
 class Service:
@@ -114,80 +110,36 @@ class Service:
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix='qs-lvm-')
-        self.address = f'unix:path={self.dir}/bus'
         self.lvm_log = os.path.join(self.dir, 'lvm.log')
-        self.state = os.path.join(self.dir, 'state')
-        self.base = os.path.join(self.dir, 'base')
-        self.proc = None
-        self.bus = None
         bindir = os.path.join(self.dir, 'bin')
         os.makedirs(bindir)
         with open(os.path.join(bindir, 'lvm'), 'w') as f:
             f.write(f'#!/bin/sh\necho "$*" >> {self.lvm_log}\nexec {LVM} "$@"\n')
         os.chmod(os.path.join(bindir, 'lvm'), 0o755)
-        self.path_env = bindir + ':' + os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')
-        conf = os.path.join(self.dir, 'bus.conf')
-        with open(conf, 'w') as f:
-            f.write(f'''<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>{self.address}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_type="method_call"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-''')
-        self.daemon = subprocess.Popen(['dbus-daemon', '--nofork', '--nopidfile', f'--config-file={conf}'])
-        for _ in range(200):
-            if os.path.exists(f'{self.dir}/bus'):
-                break
-            time.sleep(0.05)
-        self.bus = Gio.DBusConnection.new_for_address_sync(
-            self.address,
-            Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION,
-            None, None)
+        self.daemon = Bus(self.dir, PERMISSIVE_POLICY)
+        self.address = self.daemon.address
+        self.bus = self.daemon.connect()
+        path_env = bindir + ':' + os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')
+        self.svc = support.service.Service(os.path.join(self.dir, 'state'), os.path.join(self.dir, 'base'),
+                                           self.dir, env={'PATH': path_env, 'G_DEBUG': 'fatal-criticals'},
+                                           binary=SERVICE, bus=self.address, log_name='service.log')
 
     def start(self):
-        env = dict(os.environ, PATH=self.path_env, G_DEBUG='fatal-criticals')
-        self.log = open(os.path.join(self.dir, 'service.log'), 'a')
-        self.proc = subprocess.Popen([SERVICE, '--bus', self.address, '--state-dir', self.state,
-                                      '--base-dir', self.base], env=env, stdout=self.log, stderr=self.log)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f'service exited with {self.proc.returncode}: {self.service_log()}')
-            reply = self.bus.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
-                                       'NameHasOwner', GLib.Variant('(s)', (BUS_NAME,)), None, 0, -1, None)
-            if reply.unpack()[0]:
-                return
-            time.sleep(0.1)
-        raise RuntimeError('service did not take its name')
+        self.svc.launch(self.bus, timeout=120)
 
     def stop(self, kill=False):
-        if not self.proc:
-            return
         if kill:
-            self.proc.kill()
+            self.svc.kill(timeout=120)
         else:
-            self.proc.terminate()
-        self.proc.wait(timeout=120)
-        self.proc = None
-        self.log.close()
+            self.svc.stop(timeout=120)
 
     def service_log(self):
-        with open(os.path.join(self.dir, 'service.log')) as f:
-            return f.read()
+        return self.svc.output()
 
     def close(self):
         self.stop()
-        self.daemon.terminate()
-        self.daemon.wait()
+        self.bus.close_sync(None)
+        self.daemon.stop()
 
     # ---- calls ----
 
@@ -206,10 +158,10 @@ class Service:
                                        TIMEOUT_MS, None)
             return reply.unpack()
         except GLib.Error as e:
-            m = re.match(r'^GDBus\.Error:([^\s:]+): (.*)$', e.message or '', re.S)
-            if m:
-                raise DBusError(m.group(1), m.group(2)) from None
-            raise
+            name, message = split_gerror(e)
+            if name is None:
+                raise
+            raise DBusCallError(name, message, e) from None
 
     def prop(self, path, iface, name):
         return self.call(path, 'org.freedesktop.DBus.Properties', 'Get', '(ss)', (iface, name))[0]
@@ -245,7 +197,7 @@ def tearDownModule():
     if S:
         log = S.service_log()
         S.close()
-        if 'AddressSanitizer' in log or 'runtime error:' in log:
+        if support.service.sanitizer_report(log):
             print(log, file=sys.stderr)
             raise AssertionError('sanitizer report in the service log')
 
