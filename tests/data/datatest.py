@@ -308,14 +308,16 @@ class DataTestCase(StoragedTestCase):
         p = self.img(vid, D)
         self.assertEqual(os.path.getsize(p), len(content), f'{p}: seeding needs the same size')
         with open(p, 'r+b') as f:
-            zero = bytes(BLOCK)
-            for i in range(0, len(content), BLOCK):
-                b = content[i:i + BLOCK]
-                if b != zero[:len(b)]:
-                    f.seek(i)
-                    f.write(b)
-            f.flush()
+            self.write_all(f.fileno(), content)
             os.fsync(f.fileno())
+
+    def write_all(self, fd, content):
+        """Writes content at fd with pwrite, leaving blocks of zeros alone."""
+        zero = bytes(BLOCK)
+        for i in range(0, len(content), BLOCK):
+            b = content[i:i + BLOCK]
+            if b != zero[:len(b)]:
+                self.assertEqual(os.pwrite(fd, b, i), len(b))
 
     def content(self, vid, D=None):
         with open(self.img(vid, D), 'rb') as f:

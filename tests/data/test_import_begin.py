@@ -9,7 +9,7 @@ Each test runs on a file pool, a file-reflink pool on btrfs and one on XFS.
 import fcntl
 import os
 
-from datatest import (BLOCK, VOLUME, MiB, allocated, backend_classes, dir_files, holey, main, random_bytes, sha256,
+from datatest import (VOLUME, MiB, allocated, backend_classes, dir_files, holey, main, random_bytes, sha256,
                       sha256_file)
 
 
@@ -20,14 +20,6 @@ class ImportBeginMixin:
         self.vpath, self.v = self.origin('work', size=4 * MiB)
         self.old = holey(4 * MiB, seed=1, every=3)
         self.seed(self.v, self.old)
-
-    def write_all(self, fd, content):
-        """Writes content with pwrite, leaving blocks of zeros alone."""
-        zero = bytes(BLOCK)
-        for i in range(0, len(content), BLOCK):
-            b = content[i:i + BLOCK]
-            if b != zero[:len(b)]:
-                self.assertEqual(os.pwrite(fd, b, i), len(b))
 
     def begin(self, size, expect_len):
         fd, path = self.import_begin(self.vpath, size)

@@ -11,7 +11,6 @@ Calls go through Gio (GDBus) so that a{sv} variants and fd passing work.
 Nothing here skips: a missing facility is a failure.
 """
 
-import hashlib
 import os
 import shutil
 import sys
@@ -31,6 +30,7 @@ sys.path.insert(0, os.path.join(SRCDIR, 'tests'))
 from support.names import path_encode, pool_path, volume_path  # noqa: E402,F401
 from support.calls import DBusCallError, split_gerror as _split_gerror  # noqa: E402,F401
 from support.bus import name_has_owner  # noqa: E402
+from support import tree  # noqa: E402
 from support.service import (SANITIZER_MARKERS, STARTUP_TIMEOUT_S, STOP_TIMEOUT_S, Service,  # noqa: E402,F401
                              ServiceError, default_binary, sanitizer_report, wait_released)
 
@@ -91,49 +91,11 @@ def allocated(path):
 
 
 def tree_snapshot(root, exclude=()):
-    """What a user could see in a directory tree: every entry with its type,
-    mode, size, allocation, mtime and (for small files) a content hash."""
-    snap = {}
-    if not os.path.exists(root):
-        return snap
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        if rel_dir.split(os.sep)[0] in exclude:
-            dirnames[:] = []
-            continue
-        for d in dirnames:
-            rel = os.path.normpath(os.path.join(rel_dir, d))
-            if rel.split(os.sep)[0] in exclude:
-                continue
-            st = os.lstat(os.path.join(dirpath, d))
-            snap[rel] = ('dir', oct(st.st_mode))
-        for f in filenames:
-            rel = os.path.normpath(os.path.join(rel_dir, f))
-            if rel.split(os.sep)[0] in exclude:
-                continue
-            p = os.path.join(dirpath, f)
-            st = os.lstat(p)
-            if os.path.islink(p):
-                snap[rel] = ('symlink', os.readlink(p))
-                continue
-            digest = None
-            if st.st_size <= 4 * MiB:
-                with open(p, 'rb') as fh:
-                    digest = hashlib.sha256(fh.read()).hexdigest()
-            snap[rel] = ('file', oct(st.st_mode), st.st_size, st.st_blocks, st.st_mtime_ns, digest)
-    return snap
+    """What a user could see in a directory tree (support.tree.snapshot)."""
+    return tree.snapshot(root, exclude)
 
 
-def snapshot_diff(before, after):
-    lines = []
-    for k in sorted(set(before) | set(after)):
-        if k not in after:
-            lines.append(f'  removed: {k} {before[k]}')
-        elif k not in before:
-            lines.append(f'  added:   {k} {after[k]}')
-        elif before[k] != after[k]:
-            lines.append(f'  changed: {k} {before[k]} -> {after[k]}')
-    return '\n'.join(lines)
+snapshot_diff = tree.diff
 
 
 def opts(**kw):

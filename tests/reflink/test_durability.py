@@ -10,10 +10,10 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import time
 
 from reflinktest import GiB, MiB, ReflinkTestCase, main, random_chunks, write_chunks
+from support import strace  # noqa: E402  (reflinktest put tests/ on sys.path)
 
 LINE_RE = re.compile(r'^(?P<ts>\d+\.\d+) (?P<name>\w+)\((?P<args>.*)\) += (?P<ret>-?\d+)')
 TOKEN_RE = re.compile(r'"((?:[^"\\]|\\.)*)"|<([^<>]*)>')
@@ -54,20 +54,8 @@ class Strace:
         self.prefix = os.path.join(workdir, 'strace', 'trace')
         os.makedirs(os.path.dirname(self.prefix))
         self.pid = pid
-        self.proc = subprocess.Popen(['strace', '-f', '-ff', '-qq', '-y', '-ttt', '-s', '4096', '-e',
-                                      'trace=' + TRACED, '-o', self.prefix, '-p', str(pid)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while not self.attached():
-            if self.proc.poll() is not None:
-                raise AssertionError(f'strace could not attach: {self.proc.stderr.read().decode(errors="replace")}')
-            if time.monotonic() > deadline:
-                raise AssertionError('strace did not attach within 30 s')
-            time.sleep(0.02)
-
-    def attached(self):
-        with open(f'/proc/{self.pid}/status') as f:
-            return any(line.startswith('TracerPid:') and line.split()[1] != '0' for line in f)
+        self.proc = strace.attach(pid, ['-f', '-ff', '-qq', '-y', '-ttt', '-s', '4096', '-e', 'trace=' + TRACED,
+                                        '-o', self.prefix])
 
     def stop(self):
         if self.proc.poll() is None:

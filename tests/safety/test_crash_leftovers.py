@@ -13,12 +13,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'reflink'))
 
 from reflinktest import MiB, ReflinkTestCase, main, storaged, volume_path  # noqa: E402
+from support import strace  # noqa: E402
 
 
 def make_file(path, data=b'leftover'):
@@ -122,22 +122,10 @@ class LeftoversMixin:
     def kill_at_unlink_of(self, path, call):
         """Runs call() with the service killed (SIGKILL, by strace) at its first
         unlink of path; waits until the service is gone."""
-        if not shutil.which('strace'):
-            self.fail('strace is missing: apt-get install strace')
-        pid = self.service.proc.pid
-        st = subprocess.Popen(['strace', '-f', '-qq', '-o', '/dev/null', '-p', str(pid), '-P', path,
-                               '-P', os.path.basename(path),
-                               '-e', 'trace=unlink,unlinkat', '-e', 'inject=unlink,unlinkat:signal=KILL'],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        st = strace.attach(self.service.proc.pid, ['-f', '-qq', '-o', '/dev/null', '-P', path,
+                                                   '-P', os.path.basename(path), '-e', 'trace=unlink,unlinkat',
+                                                   '-e', 'inject=unlink,unlinkat:signal=KILL'])
         self.addCleanup(lambda: st.poll() is None and st.kill())
-        deadline = time.monotonic() + 30
-        while True:
-            with open(f'/proc/{pid}/status') as fh:
-                if any(line.startswith('TracerPid:') and line.split()[1] != '0' for line in fh):
-                    break
-            if st.poll() is not None or time.monotonic() > deadline:
-                self.fail(f'strace did not attach: {st.stderr.read().decode(errors="replace")}')
-            time.sleep(0.02)
         try:
             call()
         except Exception:  # noqa: BLE001 - the call dies with the service

@@ -25,13 +25,6 @@ class ImportDetachMixin:
         self.old = holey(4 * MiB, seed=1, every=3)
         self.seed(self.v, self.old)
 
-    def write_all(self, fd, content):
-        zero = bytes(BLOCK)
-        for i in range(0, len(content), BLOCK):
-            b = content[i:i + BLOCK]
-            if b != zero[:len(b)]:
-                self.assertEqual(os.pwrite(fd, b, i), len(b))
-
     def scribble(self, fd, what):
         """What a client that kept the fd writes after ImportEnd: data all
         over the file, extending it too, flushed."""

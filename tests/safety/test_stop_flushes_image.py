@@ -8,16 +8,14 @@ Watched with strace attached to the running service (fails without strace).
 
 import os
 import re
-import shutil
 import signal
-import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'dbus'))
 
 from storaged import MiB, StoragedTestCase  # noqa: E402
+from support import strace  # noqa: E402
 
 SYSCALLS = 'fsync,fdatasync,rename,renameat,renameat2'
 
@@ -27,20 +25,9 @@ class StopFlushesImageTest(StoragedTestCase):
     def trace(self, fn):
         """Runs fn() with strace attached to the service; returns the traced
         lines in the order they happened."""
-        if not shutil.which('strace'):
-            self.fail('strace is missing: apt-get install strace')
         out = os.path.join(self.tmp, 'strace.out')
-        pid = self.service.proc.pid
-        st = subprocess.Popen(['strace', '-f', '-qq', '-y', '-s', '4096', '-e', 'trace=' + SYSCALLS, '-o', out,
-                               '-p', str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while True:
-            with open(f'/proc/{pid}/status') as fh:
-                if any(line.startswith('TracerPid:') and line.split()[1] != '0' for line in fh):
-                    break
-            if st.poll() is not None or time.monotonic() > deadline:
-                self.fail(f'strace did not attach: {st.stderr.read().decode(errors="replace")}')
-            time.sleep(0.02)
+        st = strace.attach(self.service.proc.pid, ['-f', '-qq', '-y', '-s', '4096', '-e', 'trace=' + SYSCALLS,
+                                                   '-o', out])
         try:
             fn()
         finally:

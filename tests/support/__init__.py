@@ -14,4 +14,6 @@ Modules (one concern each):
   service one run after another of the built service: start, wait for its name, stop, kill
   polkit  a private system bus per test class with python-dbusmock's polkitd on it
   nobody  callers as uid/gid 65534 (setpriv)
+  strace  strace attached to the running service
+  tree    what a directory tree holds, and what changed in it
 """

@@ -15,7 +15,6 @@ The binary is $QUBES_STORAGED (default: <repo>/build/qubes-storaged-test), the
 source tree $QUBES_STORAGED_SRC (default: the tree this file is in).
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -37,7 +36,7 @@ from support.names import path_encode, pool_path, volume_path  # noqa: E402,F401
 from support.bus import BUS_CONFIG_HEAD, PERMISSIVE_POLICY, Bus, bus_config  # noqa: E402,F401
 from support.calls import DBusCallError as CallError, split_gerror as gerror_split  # noqa: E402
 from support import service as support_service  # noqa: E402
-from support import nobody  # noqa: E402
+from support import nobody, tree  # noqa: E402
 from support.nobody import NOBODY_GID, NOBODY_UID, PYTHON  # noqa: E402,F401
 from support.service import SANITIZER_MARKERS  # noqa: E402,F401
 
@@ -105,35 +104,10 @@ def make_world(prefix):
 def tree_snapshot(root):
     """Every entry under root with type, mode, owner, size, allocation, mtime
     and a content hash of small files: what a change would show."""
-    snap = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            rel = os.path.relpath(p, root)
-            st = os.lstat(p)
-            if os.path.islink(p):
-                snap[rel] = ('symlink', os.readlink(p))
-            elif os.path.isdir(p):
-                snap[rel] = ('dir', oct(st.st_mode), st.st_uid)
-            else:
-                digest = None
-                if st.st_size <= 8 * MiB:
-                    with open(p, 'rb') as fh:
-                        digest = hashlib.sha256(fh.read()).hexdigest()
-                snap[rel] = ('file', oct(st.st_mode), st.st_uid, st.st_size, st.st_blocks, st.st_mtime_ns, digest)
-    return snap
+    return tree.snapshot(root, owner=True, hash_limit=8 * MiB)
 
 
-def snapshot_diff(before, after):
-    lines = []
-    for k in sorted(set(before) | set(after)):
-        if k not in after:
-            lines.append(f'  removed: {k} {before[k]}')
-        elif k not in before:
-            lines.append(f'  added:   {k} {after[k]}')
-        elif before[k] != after[k]:
-            lines.append(f'  changed: {k} {before[k]} -> {after[k]}')
-    return '\n'.join(lines)
+snapshot_diff = tree.diff
 
 
 # ---------------------------------------------------------------- buses
