@@ -24,8 +24,8 @@ import dbus  # noqa: E402
 import dbusmock  # noqa: E402
 
 from systemtest import (  # noqa: E402
-    NonRoot, Service, MANAGER, POOL, VOLUME, ROOT, NOT_AUTHORIZED, START_STOP, MiB,
-    call, check_environment, get_property, make_world, pool_path, remove_world, v, volume_path)
+    ServiceWorld, MANAGER, POOL, VOLUME, ROOT, NOT_AUTHORIZED, START_STOP, MiB, call, get_property, pool_path, v,
+    volume_path)
 from support.polkit import POLKIT_IFACE, POLKIT_NAME, POLKIT_PATH, PolkitMockTestCase  # noqa: E402
 
 OPEN, LOCKED = 'open', 'locked'
@@ -35,9 +35,10 @@ V_LOCKED = volume_path(LOCKED, VID)
 NO_OPTIONS = '@a{sv} {}'
 
 
-class BatchAuthorizationTest(PolkitMockTestCase):
+class BatchAuthorizationTest(PolkitMockTestCase, ServiceWorld):
 
     BUS_PREFIX = 'qsd-batch-auth-bus-'
+    WORLD_PREFIX = 'qsd-batch-auth-'
 
     @classmethod
     def spawn_polkit(cls):
@@ -50,11 +51,7 @@ class BatchAuthorizationTest(PolkitMockTestCase):
                            f"ret = (args[2].get('pool') != '{LOCKED}', False, {{}})")
 
     def setUp(self):
-        check_environment(self)
-        self.world = make_world('qsd-batch-auth-')
-        self.service = Service(self.bus, self.world)
-        self.conn = self.bus.connect()
-        self.nonroot = NonRoot(self.world, self.bus.address)
+        self.open_world()
         for name in (OPEN, LOCKED):
             call(self.conn, ROOT, MANAGER, 'AddPool', '(ssa{ss}a{sv})',
                  (name, 'file', {'dir_path': os.path.join(self.world, 'pools', name)}, {}))
@@ -64,11 +61,7 @@ class BatchAuthorizationTest(PolkitMockTestCase):
         self.mock.ClearCalls()
 
     def tearDown(self):
-        self.conn.close_sync(None)
-        rc = self.service.stop()
-        if rc not in (0, None):
-            print(self.service.read_log(), file=sys.stderr)
-        remove_world(self.world)
+        self.close_world()
 
     def started(self, path):
         return get_property(self.conn, path, VOLUME, 'Started')

@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -173,20 +172,18 @@ loop.run()
 '''
 
 
-class UnprivilegedBase(PolkitMockTestCase):
+class UnprivilegedBase(PolkitMockTestCase, systemtest.ServiceWorld):
     """A private system bus with the polkitd mock (hanging), the service as
     root with a file pool and a volume; clients run as uid 65534."""
 
     BUS_PREFIX = 'qsd-flood-bus-'
+    WORLD_PREFIX = 'qsd-flood-'
 
     def setUp(self):
-        systemtest.check_environment(self)
         self.mock_call('SetAllowed', dbus.Array([], signature='s'))
         self.mock_call('SimulateHang', True)
         self.mock_call('ClearCalls')
-        self.world = systemtest.make_world('qsd-flood-')
-        self.service = systemtest.Service(self.bus, self.world)
-        self.conn = self.bus.connect()
+        self.open_world()
         self.vpath = None
         systemtest.call(self.conn, systemtest.ROOT, systemtest.MANAGER, 'AddPool', '(ssa{ss}a{sv})',
                         ('p', 'file', {'dir_path': os.path.join(self.world, 'pools', 'p')}, {}))
@@ -204,9 +201,7 @@ class UnprivilegedBase(PolkitMockTestCase):
     def tearDown(self):
         self.mock_call('SimulateHang', False)
         self.mock_call('ReleaseHangingCalls')
-        self.conn.close_sync(None)
-        self.service.stop()
-        systemtest.remove_world(self.world)
+        self.close_world()
 
     def service_answers(self):
         names = [n for n, _ in systemtest.call(self.conn, systemtest.ROOT, systemtest.MANAGER, 'ListPools')[0]]

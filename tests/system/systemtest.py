@@ -291,6 +291,30 @@ class Service(support_service.Service):
         return rc
 
 
+class ServiceWorld:
+    """Per test: a world (make_world), the service on the class's bus
+    (self.bus) with SERVICE_ARGS, a root connection and the non-root caller."""
+
+    WORLD_PREFIX = 'qsd-'
+    SERVICE_ARGS = ()
+
+    def open_world(self):
+        check_environment(self)
+        self.world = make_world(self.WORLD_PREFIX)
+        self.service = Service(self.bus, self.world, self.SERVICE_ARGS)
+        self.conn = self.bus.connect()
+        self.nonroot = NonRoot(self.world, self.bus.address)
+
+    def close_world(self):
+        """Stops the service (its log on stderr when it did not exit with
+        0) and removes the world."""
+        self.conn.close_sync(None)
+        rc = self.service.stop()
+        if rc not in (0, None):
+            print(self.service.read_log(), file=sys.stderr)
+        remove_world(self.world)
+
+
 def service_pids(marker):
     """Pids of running service processes whose command line mentions
     marker (a test's own temporary directory): the instances a test started,

@@ -37,10 +37,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dbus  # noqa: E402
 
 from systemtest import (  # noqa: E402
-    CallError, NonRoot, Service, MANAGER, POOL, VOLUME, PROPERTIES, INTROSPECTABLE, OBJECT_MANAGER, ROOT,
+    CallError, Service, ServiceWorld, MANAGER, POOL, VOLUME, PROPERTIES, INTROSPECTABLE, OBJECT_MANAGER, ROOT,
     BUS_NAME, NOT_AUTHORIZED, MANAGE_POOLS, MANAGE_VOLUMES, START_STOP, MiB, all_objects,
-    call, call_request, check_environment, get_property, gv_text, make_world, pool_path, remove_world,
-    snapshot_diff, tree_snapshot, v, volume_path, wait_until)
+    call, call_request, get_property, gv_text, pool_path, snapshot_diff, tree_snapshot, v, volume_path,
+    wait_until)
 from support.polkit import PolkitMockTestCase  # noqa: E402
 
 ALL_ACTIONS = (MANAGE_POOLS, MANAGE_VOLUMES, START_STOP)
@@ -52,34 +52,26 @@ VOL = volume_path(POOL1, VID)
 NO_OPTIONS = '@a{sv} {}'
 
 
-class PolkitTestBase(PolkitMockTestCase):
+class PolkitTestBase(PolkitMockTestCase, ServiceWorld):
     """A private system bus per class; the polkitd mock on it unless
     WITH_POLKIT is false; a fresh service and directories per test."""
 
-    SERVICE_ARGS = ()
+    WORLD_PREFIX = 'qsd-polkit-'
 
     def setUp(self):
-        check_environment(self)
         if self.mock is not None:
             self.mock_call('SetAllowed', dbus.Array([], signature='s'))
             self.mock_call('AllowUnknown', False)
             self.mock_call('SimulateHang', False)
             self.mock_call('SimulateHangActions', dbus.Array([], signature='s'))
             self.mock_call('ReleaseHangingCalls')
-        self.world = make_world('qsd-polkit-')
-        self.service = Service(self.bus, self.world, self.SERVICE_ARGS)
-        self.conn = self.bus.connect()
-        self.nonroot = NonRoot(self.world, self.bus.address)
+        self.open_world()
         self.make_fixture()
         if self.mock is not None:
             self.mock_call('ClearCalls')
 
     def tearDown(self):
-        self.conn.close_sync(None)
-        rc = self.service.stop()
-        if rc not in (0, None):
-            print(self.service.read_log(), file=sys.stderr)
-        remove_world(self.world)
+        self.close_world()
 
     def restart_service(self, args):
         self.service.stop()
