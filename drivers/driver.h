@@ -25,6 +25,14 @@ typedef struct Driver {
         bool creates_volumes;            /* false: volumes come from pool_scan */
         bool can_shrink;                 /* Resize with allow_shrink works */
 
+        /* Optional, once at start before any thread (drivers_init): set-up
+         * for the whole process. A failure leaves only this driver's pools
+         * unusable. */
+        int (*init)(StorageError *err);
+        /* Optional: 0 when a pool of this driver works in dir (file-reflink:
+         * the filesystem shares extents). Does I/O. */
+        int (*probe)(const char *dir, StorageError *err);
+
         /* Validates the parameters (unknown keys are refused before this) and
          * normalises them in place (e.g. dir_path); allocates *pool. No I/O. */
         int (*pool_open)(GHashTable *config, void **pool, StorageError *err);
@@ -84,3 +92,8 @@ typedef struct Driver {
 /* drivers/registry.c */
 const Driver *const *driver_list(void);       /* NULL-terminated, ListDrivers order */
 const Driver *driver_find(const char *name);
+/* Calls every driver's init; a failure is logged and the others still run. */
+void drivers_init(void);
+/* The driver of a default pool in dir: the first of file-reflink and file
+ * whose probe accepts dir. */
+const Driver *driver_for_dir(const char *dir);

@@ -11,7 +11,6 @@
  */
 #include "driver.h"
 #include "file-layout.h"
-#include "file-reflink.h"
 #include "fileops.h"
 #include "test-seam.h"
 
@@ -232,7 +231,8 @@ static int probe_file(const char *dir) {
         return fd;
 }
 
-int reflink_probe(const char *dir) {
+/* 0 when FICLONE works between two files in dir, else -errno. */
+static int reflink_works(const char *dir) {
         int fa = probe_file(dir);
         if (fa < 0)
                 return fa;
@@ -243,6 +243,11 @@ int reflink_probe(const char *dir) {
         }
         close(fa);
         return r;
+}
+
+static int reflink_probe(const char *dir, StorageError *err) {
+        int r = reflink_works(dir);
+        return r < 0 ? se_errno(err, -r, "The filesystem for '%s' does not share extents (FICLONE)", dir) : 0;
 }
 
 static int parse_bool(const char *s, bool *out) {
@@ -287,7 +292,7 @@ static int reflink_pool_setup(void *pool, StorageError *err) {
          * at most this one directory to take back (the file driver does the same) */
         if (existed < 0 || fo_mkdir(p->dir, err) < 0)
                 return -1;
-        if (p->setup_check && reflink_probe(p->dir) < 0) {
+        if (p->setup_check && reflink_works(p->dir) < 0) {
                 if (!existed)
                         rmdir(p->dir);
                 return se_set(err, SE_FAILED,
@@ -601,6 +606,7 @@ const Driver driver_file_reflink = {
         .max_revisions_to_keep = -1,
         .creates_volumes = true,
         .can_shrink = true,
+        .probe = reflink_probe,
         .pool_open = reflink_pool_open,
         .pool_free = reflink_pool_free,
         .pool_setup = reflink_pool_setup,

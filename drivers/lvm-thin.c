@@ -20,7 +20,6 @@
 #include "driver.h"
 #include "fileops.h"
 #include "lvm-cache.h"
-#include "lvm-thin.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -31,10 +30,6 @@ typedef struct ThinPool {
         char *vg;
         char *pool;
 } ThinPool;
-
-int lvm_thin_init(void) {
-        return lvm_init(NULL);
-}
 
 /* ---- names ---- */
 
@@ -770,6 +765,7 @@ const Driver driver_lvm_thin = {
         .max_revisions_to_keep = -1,
         .creates_volumes = true,
         .can_shrink = false,
+        .init = lvm_init,
         .pool_open = thin_pool_open,
         .pool_free = thin_pool_free,
         .pool_setup = thin_pool_setup,

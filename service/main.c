@@ -15,7 +15,6 @@
 #include "callers.h"
 #include "errors.h"
 #include "caller-limits.h"
-#include "lvm-thin.h"
 #include "macros.h"
 #include "pool-ops.h"
 
@@ -222,8 +221,7 @@ int main(int argc, char **argv) {
         model_state_dir = arg.state_dir;
         limits_raise_nofile();
         /* libblockdev sets environment variables: before any thread starts */
-        if (lvm_thin_init() < 0)
-                fprintf(stderr, "LVM support is not available: lvm_thin pools will not work\n");
+        drivers_init();
 
         if (pool_ops_load(arg.state_dir, arg.base_dir) < 0)
                 return EXIT_FAILURE;

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <string.h>
 
-#include "file-reflink.h"
 #include "macros.h"
 #include "store.h"
 #include "usage.h"
@@ -354,7 +353,7 @@ int pool_ops_load(const char *state_dir, const char *base_dir) {
                 g_autofree char *kernels = g_build_filename(base_dir, "vm-kernels", NULL);
                 /* file-reflink where the base directory can share extents */
                 g_mkdir_with_parents(base_dir, 0755);
-                const char *driver = reflink_probe(base_dir) == 0 ? "file-reflink" : "file";
+                const char *driver = driver_for_dir(base_dir)->name;
                 if (add_default_pool("varlibqubes", driver, base_dir) < 0 ||
                     add_default_pool("linux-kernel", "linux-kernel", kernels) < 0)
                         return -EIO;
