@@ -166,6 +166,10 @@ bool fl_is_probe_temp(const char *entry) {
                all_alnum(entry + n, FL_TEMP_LEN);
 }
 
+char *fl_default_vid(const char *vm, const char *name, bool template_vm) {
+        return g_strdup_printf("%s/%s/%s", template_vm ? "vm-templates" : "appvms", vm, name);
+}
+
 void fl_split_vid(const char *vid, char **vm_dir, char **name) {
         const char *slash = strrchr(vid, '/');
         g_assert(slash);

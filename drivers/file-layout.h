@@ -55,6 +55,10 @@ void fl_entry_clear(FlEntry *e);
  * (for a reserved ending: the volume whose file it would be). */
 int fl_check_vid(const char *vid, StorageError *err);
 
+/* The vid of VM vm's volume name: "appvms/<vm>/<name>", or
+ * "vm-templates/<vm>/<name>" for a template (g_free). */
+char *fl_default_vid(const char *vm, const char *name, bool template_vm);
+
 /* Splits a valid vid: "appvms/work" and "private" (g_free). */
 void fl_split_vid(const char *vid, char **vm_dir, char **name);
 

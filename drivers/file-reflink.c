@@ -315,7 +315,7 @@ static int reflink_pool_usage(void *pool, PoolUsage *out, StorageError *err) {
 static int reflink_volume_init(void *pool, VolumeSpec *v, StorageError *err) {
         if (!v->vid || !*v->vid) {
                 g_free(v->vid);
-                v->vid = volume_default_file_vid(v);
+                v->vid = fl_default_vid(v->vm, v->name, v->template_vm);
         }
         if (fl_check_vid(v->vid, err) < 0)
                 return -1;

@@ -251,7 +251,7 @@ static int file_volume_init(void *pool, VolumeSpec *v, StorageError *err) {
         if (!vid || !*vid) {
                 if (!v->vm || !*v->vm || !v->name || !*v->name)
                         return se_set(err, SE_INVALID_ARGUMENT, "A volume needs a vid, or a vm and a name");
-                vid = default_vid = volume_default_file_vid(v);
+                vid = default_vid = fl_default_vid(v->vm, v->name, v->template_vm);
         }
         if (fl_check_vid(vid, err) < 0)
                 return -1;

@@ -56,10 +56,6 @@ void volume_info_add_revision(VolumeInfo *i, const char *id, const char *timesta
         i->n_revisions++;
 }
 
-char *volume_default_file_vid(const VolumeSpec *v) {
-        return g_strdup_printf("%s/%s/%s", v->template_vm ? "vm-templates" : "appvms", v->vm, v->name);
-}
-
 VolumeKind volume_kind(const VolumeSpec *v) {
         if (v->save_on_stop)
                 return VOLUME_ORIGIN;

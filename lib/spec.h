@@ -68,5 +68,3 @@ void volume_info_clear(VolumeInfo *i);
 /* Fills the string fields that are still NULL with "". */
 void volume_info_fill_defaults(VolumeInfo *i);
 void volume_info_add_revision(VolumeInfo *i, const char *id, const char *timestamp);
-/* "appvms/<vm>/<name>" or "vm-templates/<vm>/<name>" */
-char *volume_default_file_vid(const VolumeSpec *v);
