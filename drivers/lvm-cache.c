@@ -10,10 +10,12 @@
  * made before it started: transactions that end together share it.
  */
 #include "lvm-cache.h"
+#include "clock.h"
 
 #include <blockdev/blockdev.h>
 #include <blockdev/lvm.h>
 #include <blockdev/utils.h>
+#include <inttypes.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -214,7 +216,7 @@ static int refresh_locked(StorageError *err) {
         ensure_tables();
         C.refreshing = true;
         uint64_t covers = C.requests;
-        int64_t started = g_get_monotonic_time();
+        int64_t started = (int64_t) clock_usec(CLOCK_MONOTONIC);
         g_mutex_unlock(&C.lock);
 
         const char *argv[] = { "lvm", "lvs", "--noheadings", "--units", "b", "--separator", ";", "-o", LVS_FIELDS, NULL };
@@ -270,7 +272,7 @@ int lvm_cache_ensure(int64_t max_age_usec, StorageError *err) {
         int r = 0;
         /* 1 s of slack: the service's own 30 s timer must find it stale */
         if (max_age_usec <= 0 || C.read_usec == 0 ||
-            g_get_monotonic_time() - C.read_usec + G_USEC_PER_SEC > max_age_usec)
+            (int64_t) clock_usec(CLOCK_MONOTONIC) - C.read_usec + G_USEC_PER_SEC > max_age_usec)
                 r = wait_covered(++C.requests, err);
         g_mutex_unlock(&C.lock);
         return r;
@@ -484,7 +486,7 @@ static int dmsetup(const char **argv, char **out, char *what, StorageError *err)
 
 int lvm_handout_create(const char *vg, const char *lv, uint64_t size, const char *prefix, char **path,
                        StorageError *err) {
-        g_autofree char *name = g_strdup_printf("%s_%" G_GINT64_FORMAT, prefix, g_get_real_time());
+        g_autofree char *name = g_strdup_printf("%s_%" PRIu64, prefix, clock_usec(CLOCK_REALTIME));
         g_autofree char *table = g_strdup_printf("0 %" G_GUINT64_FORMAT " linear /dev/%s/%s 0", size / 512, vg, lv);
         const char *argv[] = { "dmsetup", "create", "--noudevrules", "--noudevsync", name, "--table", table, NULL };
         if (dmsetup(argv, NULL, g_strdup_printf("Cannot make the handed-out device %s for %s/%s", name, vg, lv),

@@ -17,6 +17,7 @@
  * is the refresh at the end; transactions that end together (StartVolumes of
  * one VM) share one lvs, so a VM start of three volumes runs 3 + 1.
  */
+#include "clock.h"
 #include "driver.h"
 #include "fileops.h"
 #include "lvm-cache.h"
@@ -172,7 +173,7 @@ static int commit(LvmTx *tx, const VolumeSpec *v, const Names *n, const char *fr
         }
         if (have_current) {
                 /* the newest revision sorts last, whatever the clock did */
-                int64_t secs = (int64_t) time(NULL);
+                int64_t secs = (int64_t) (clock_usec(CLOCK_REALTIME) / G_USEC_PER_SEC);
                 if (revs->len && ((Rev *) revs->pdata[revs->len - 1])->secs >= secs)
                         secs = ((Rev *) revs->pdata[revs->len - 1])->secs + 1;
                 g_autofree char *back = NULL;

@@ -13,6 +13,7 @@
 #include "auth.h"
 #include "bus-job.h"
 #include "caller-uid.h"
+#include "clock.h"
 #include "errors.h"
 #include "caller-limits.h"
 #include "macros.h"
@@ -24,12 +25,6 @@
 
 static unsigned next_id = 1;
 static GHashTable *running; /* BusJob* set */
-
-static uint64_t clock_usec(clockid_t c) {
-        struct timespec ts;
-        clock_gettime(c, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
 
 static void job_cancel(BusJob *j) {
         if (atomic_exchange(&j->progress.cancelled, true))

@@ -1,8 +1,8 @@
 #include "usage.h"
 
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "macros.h"
 
 typedef struct Waiter {
@@ -22,12 +22,6 @@ typedef struct UsageTask {
 static sd_event *event;
 static UsageScanned scan_handler;
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
-
 static void read_storage(Pool *p, PoolUsage *u, char ***vids, bool *scanned) {
         *u = (PoolUsage) { 0 };
         p->driver->pool_usage(p->drv, u, NULL);
@@ -39,7 +33,7 @@ bool pool_usage_read_now(Pool *p, char ***vids) {
         bool scanned;
         read_storage(p, &u, vids, &scanned);
         pool_set_usage(p, &u);
-        p->usage_read_usec = now_usec();
+        p->usage_read_usec = clock_usec(CLOCK_MONOTONIC);
         return scanned;
 }
 
@@ -69,7 +63,7 @@ static void usage_done(Task *t) {
         UsageTask *u = (UsageTask *) t;
         Pool *p = u->pool;
         p->usage_busy = false;
-        p->usage_read_usec = now_usec();
+        p->usage_read_usec = clock_usec(CLOCK_MONOTONIC);
         if (!p->removed) {
                 pool_set_usage(p, &u->usage);
                 if (u->scanned && scan_handler)
@@ -119,7 +113,7 @@ void pool_usage_request(Pool *p) {
                 p->usage_again = true;
                 return;
         }
-        uint64_t now = now_usec(), next = p->usage_read_usec + USEC_PER_SEC;
+        uint64_t now = clock_usec(CLOCK_MONOTONIC), next = p->usage_read_usec + USEC_PER_SEC;
         if (!event || next <= now) {
                 start_refresh(p);
                 return;
