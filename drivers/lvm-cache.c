@@ -334,9 +334,9 @@ void lvm_tx_begin(LvmTx *tx, const char *vg) {
         g_mutex_lock(m);
 }
 
-int lvm_tx_end(LvmTx *tx, bool refresh, StorageError *err) {
+void lvm_tx_end(LvmTx *tx, bool refresh) {
         if (tx->ended)
-                return 0;
+                return;
         tx->ended = true;
         g_mutex_unlock(tx->lock);
         g_mutex_lock(&C.lock);
@@ -353,7 +353,6 @@ int lvm_tx_end(LvmTx *tx, bool refresh, StorageError *err) {
         g_mutex_unlock(&C.lock);
         g_free(tx->vg);
         tx->vg = NULL;
-        return 0;
 }
 
 /* ---- commands ---- */

@@ -57,9 +57,9 @@ typedef struct LvmTx {
 void lvm_tx_begin(LvmTx *tx, const char *vg);
 /* Releases the lock; if anything changed, waits until the cache has been
  * read again after the change (refresh=false: the caller's next transaction
- * refreshes for it). A failed lvs is logged, not returned: the change is
- * made, and the cache is read again by the next reader. Returns 0. */
-int lvm_tx_end(LvmTx *tx, bool refresh, StorageError *err);
+ * refreshes for it). Cannot fail: a failed lvs is logged, as the change is
+ * made, and the cache is read again by the next reader. */
+void lvm_tx_end(LvmTx *tx, bool refresh);
 
 /* The commands: one `lvm` execution each. size in bytes (rounded up to KiB,
  * LVM rounds up to its extents). Errors name the LV and carry LVM's stderr. */

@@ -324,8 +324,7 @@ static int thin_volume_create(void *pool, VolumeSpec *v, StorageError *err) {
                 r = src ? lvm_snapshot(&tx, src, n.lv, err) : missing(err, v->source);
         } else
                 r = lvm_create_thin(&tx, p->pool, n.lv, v->size, err);
-        if (lvm_tx_end(&tx, true, r < 0 ? NULL : err) < 0)
-                r = -1;
+        lvm_tx_end(&tx, true);
         if (r == 0) {
                 g_autoptr(LvmLv) lv = lvm_cache_get(n.vg, n.lv);
                 if (lv)
@@ -345,8 +344,7 @@ static int remove_lvs(const char *vg, GPtrArray *doomed, StorageError *err) {
         LvmTx tx;
         lvm_tx_begin(&tx, vg);
         int r = lvm_remove(&tx, (const char *const *) doomed->pdata, err);
-        if (lvm_tx_end(&tx, true, r < 0 ? NULL : err) < 0)
-                r = -1;
+        lvm_tx_end(&tx, true);
         return r;
 }
 
@@ -427,8 +425,7 @@ static int thin_volume_start(void *pool, VolumeSpec *v, StorageError *err) {
                                 r = lvm_extend(&tx, n.snap, v->size, err);
                 }
         }
-        if (lvm_tx_end(&tx, true, r < 0 ? NULL : err) < 0)
-                r = -1;
+        lvm_tx_end(&tx, true);
         return r;
 }
 
@@ -456,8 +453,7 @@ static int thin_volume_stop(void *pool, VolumeSpec *v, StorageError *err) {
                 if (r == 0 && volume_kind(v) == VOLUME_VOLATILE)
                         v->size = lv->size;
         }
-        if (lvm_tx_end(&tx, true, r < 0 ? NULL : err) < 0)
-                r = -1;
+        lvm_tx_end(&tx, true);
         return r;
 }
 
@@ -510,8 +506,7 @@ static int thin_volume_resize(void *pool, VolumeSpec *v, uint64_t size, StorageE
         LvmTx tx;
         lvm_tx_begin(&tx, n.vg);
         int r = lvm_extend(&tx, target, size, err);
-        if (lvm_tx_end(&tx, true, r < 0 ? NULL : err) < 0)
-                r = -1;
+        lvm_tx_end(&tx, true);
         if (r == 0) {
                 g_autoptr(LvmLv) lv = lvm_cache_get(n.vg, target);
                 v->size = lv && lv->size > size ? lv->size : size;
@@ -548,8 +543,7 @@ static int thin_volume_revert(void *pool, VolumeSpec *v, const char *rev, Storag
                 r = lvm_remove(&tx, old, err);
         if (r == 0)
                 r = lvm_snapshot(&tx, chosen->name, n.lv, err);
-        if (lvm_tx_end(&tx, true, r < 0 ? NULL : err) < 0)
-                r = -1;
+        lvm_tx_end(&tx, true);
         return r;
 }
 
@@ -610,8 +604,7 @@ static int thin_volume_import_begin(void *pool, VolumeSpec *v, uint64_t size, ch
                 r = lvm_remove(&tx, old, err);
         if (r == 0)
                 r = lvm_create_thin(&tx, p->pool, n.import, size, err);
-        if (lvm_tx_end(&tx, true, r < 0 ? NULL : err) < 0)
-                r = -1;
+        lvm_tx_end(&tx, true);
         if (r < 0)
                 return r;
         g_autoptr(LvmLv) staged = lvm_cache_get(n.vg, n.import);
@@ -620,7 +613,7 @@ static int thin_volume_import_begin(void *pool, VolumeSpec *v, uint64_t size, ch
                 lvm_tx_begin(&tx, n.vg);
                 const char *names[] = { n.import, NULL };
                 lvm_remove(&tx, names, NULL);
-                lvm_tx_end(&tx, true, NULL);
+                lvm_tx_end(&tx, true);
                 return -1;
         }
         return 0;
@@ -653,8 +646,7 @@ static int thin_volume_import_end(void *pool, VolumeSpec *v, bool success, bool 
                 const char *names[] = { n.import, NULL };
                 r = lvm_remove(&tx, names, err);
         }
-        if (lvm_tx_end(&tx, true, r < 0 ? NULL : err) < 0)
-                r = -1;
+        lvm_tx_end(&tx, true);
         if (r == 0 && success) {
                 g_autoptr(LvmLv) lv = lvm_cache_get(n.vg, n.lv);
                 v->size = lv ? lv->size : staged->size;
@@ -683,8 +675,7 @@ static int thin_volume_import_clone(void *pool, VolumeSpec *v, const VolumeSpec 
                 r = lvm_remove(&tx, old, err);
         if (r == 0)
                 r = lvm_snapshot(&tx, from, n.import, err);
-        if (lvm_tx_end(&tx, r < 0, NULL) < 0 && r == 0)
-                r = -1;
+        lvm_tx_end(&tx, r < 0);
         return r;
 }
 
@@ -709,8 +700,7 @@ static int thin_volume_export(void *pool, VolumeSpec *v, char **path, bool *stab
                         break;
         }
         int r = lvm_snapshot(&tx, cur, name, err);
-        if (lvm_tx_end(&tx, true, r < 0 ? NULL : err) < 0)
-                r = -1;
+        lvm_tx_end(&tx, true);
         if (r == 0) {
                 *path = dev_path(n.vg, name);
                 *stable = true;
@@ -733,8 +723,7 @@ static int thin_volume_export_end(void *pool, VolumeSpec *v, const char *path, S
         lvm_tx_begin(&tx, n.vg);
         const char *names[] = { name, NULL };
         int r = lvm_remove(&tx, names, err);
-        if (lvm_tx_end(&tx, true, r < 0 ? NULL : err) < 0)
-                r = -1;
+        lvm_tx_end(&tx, true);
         return r;
 }
 
