@@ -472,6 +472,8 @@ static int reflink_volume_import_end(void *pool, VolumeSpec *v, bool success, bo
                 if (r > 0)
                         r = handed_out ? commit_copy(v, &p, p.import, err) : commit(v, &p, p.import, err);
                 if (r < 0) {
+                        /* the commit's error is the one to report; a staged
+                         * file that stays is removed like any leftover import */
                         fo_remove_at(&p.d, p.import, NULL);
                         return -1;
                 }
@@ -515,6 +517,8 @@ static int reflink_volume_export(void *pool, VolumeSpec *v, char **path, bool *s
         close(fd);
         close(src);
         if (e != 0) {
+                /* the reflink's error is the one to report; a view that stays
+                 * is removed at the next start (volume_cleanup) */
                 fo_remove_at(&p.d, copy, NULL);
                 if (!fo_ficlone_may_fall_back(e))
                         return se_errno(err, e, "Cannot reflink %s to export volume %s", p.clean_path, v->vid);

@@ -57,7 +57,8 @@ int lvm_init(StorageError *err) {
         if (init_result == 1) {
                 g_autoptr(GError) e = NULL;
                 /* the checks look for tools we do not use (and set an
-                 * environment variable: this runs before threads start) */
+                 * environment variable: this runs before threads start);
+                 * if they stay on, bd_ensure_init below says what failed */
                 bd_switch_init_checks(FALSE, NULL);
                 BDPluginSpec lvm = { BD_PLUGIN_LVM, "libbd_lvm.so.2" };
                 BDPluginSpec *plugins[] = { &lvm, NULL };
@@ -494,6 +495,7 @@ int lvm_handout_create(const char *vg, const char *lv, uint64_t size, const char
         /* the node, where neither udev nor the library made it */
         g_autofree char *node = g_strdup_printf("/dev/mapper/%s", name);
         const char *mknodes[] = { "dmsetup", "mknodes", name, NULL };
+        /* a failure shows as the missing node below */
         if (access(node, F_OK) < 0)
                 dmsetup(mknodes, NULL, g_strdup("dmsetup mknodes"), NULL);
         if (access(node, F_OK) < 0) {
@@ -506,6 +508,8 @@ int lvm_handout_create(const char *vg, const char *lv, uint64_t size, const char
                 }
         }
         if (access(node, F_OK) < 0) {
+                /* the missing node is the error to report; every later use
+                 * of the volume fences its hand-outs again first */
                 lvm_handout_fence(prefix, NULL);
                 return se_set(err, SE_FAILED, "The handed-out device %s for %s/%s has no device node", name, vg, lv);
         }

@@ -404,6 +404,7 @@ static int thin_volume_start(void *pool, VolumeSpec *v, StorageError *err) {
         bool snap = lvm_cache_has(n.vg, n.snap);
         if (volume_kind(v) == VOLUME_VOLATILE) {
                 const char *old[] = { n.lv, NULL };
+                /* if it stays, the create below fails and says why */
                 if (lvm_cache_has(n.vg, n.lv))
                         lvm_remove(&tx, old, NULL);
                 r = lvm_create_thin(&tx, p->pool, n.lv, v->size, err);
@@ -412,6 +413,7 @@ static int thin_volume_start(void *pool, VolumeSpec *v, StorageError *err) {
                 r = ensure_active(&tx, n.vg, n.snap, err);
         } else {
                 const char *old[] = { n.snap, NULL };
+                /* if it stays, the snapshot below fails and says why */
                 if (snap)
                         lvm_remove(&tx, old, NULL);
                 g_autofree char *from = v->snap_on_start && v->source ? source_current(p, v) : current_lv(n.vg, n.lv);
@@ -612,6 +614,8 @@ static int thin_volume_import_begin(void *pool, VolumeSpec *v, uint64_t size, ch
         if (lvm_handout_create(n.vg, n.import, staged ? staged->size : size, prefix, path, err) < 0) {
                 lvm_tx_begin(&tx, n.vg);
                 const char *names[] = { n.import, NULL };
+                /* the hand-out's error is the one to report; a staged LV
+                 * that stays is replaced by the next ImportBegin */
                 lvm_remove(&tx, names, NULL);
                 lvm_tx_end(&tx, true);
                 return -1;
@@ -640,6 +644,7 @@ static int thin_volume_import_end(void *pool, VolumeSpec *v, bool success, bool 
                 r = commit(&tx, v, &n, n.import, true, err);
                 if (r < 0) {
                         const char *names[] = { n.import, NULL };
+                        /* the commit's error is the one to report */
                         lvm_remove(&tx, names, NULL);
                 }
         } else {

@@ -739,6 +739,7 @@ int fo_copy(const char *src, const char *dst, bool *reflinked, StorageError *err
 static bool loop_backed_by(const char *dev, const char *real) {
         g_autofree char *file = g_strdup_printf("/sys/block/%s/loop/backing_file", dev);
         g_autofree char *backing = NULL;
+        /* no backing file: dev is no (attached) loop device */
         if (!g_file_get_contents(file, &backing, NULL, NULL))
                 return false;
         return strcmp(g_strchomp(backing), real) == 0;
