@@ -75,6 +75,8 @@ static void dispatch(Task *t) {
         if (t->skip || !t->work)
                 post_finished(t);
         else if (pool)
+                /* GLib queues t even when it cannot start one more thread:
+                 * a running worker takes it */
                 g_thread_pool_push(pool, t, NULL);
         else
                 g_queue_push_tail(&runner.unrun, t);
@@ -132,6 +134,8 @@ int tasks_init(sd_event *event, unsigned max_threads, unsigned data_threads) {
                 return -errno;
         g_queue_init(&runner.finished);
         g_queue_init(&runner.unrun);
+        /* not exclusive: threads start on demand, so making the pools
+         * cannot fail */
         runner.pool = g_thread_pool_new(worker, NULL, (gint) max_threads, FALSE, NULL);
         runner.data_pool = g_thread_pool_new(worker, NULL, (gint) data_threads, FALSE, NULL);
         return sd_event_add_io(event, &runner.source, runner.efd, EPOLLIN, on_eventfd, NULL);

@@ -56,6 +56,7 @@ int store_init(const char *dir, StorageError *err) {
 
 static int save_keyfile(const char *dir, const char *name, GKeyFile *kf, StorageError *err) {
         gsize len = 0;
+        /* never fails (GLib reports no error for it) */
         g_autofree char *data = g_key_file_to_data(kf, &len, NULL);
         return write_record(dir, name, data, len, err);
 }
@@ -124,6 +125,7 @@ static int cmp_names(gconstpointer a, gconstpointer b) {
  * interrupted writes (name~XXXXXX) are removed. */
 static GPtrArray *list_records(const char *dir, const char *suffix) {
         GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+        /* no directory: no records */
         g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
         if (!d)
                 return names;
@@ -157,6 +159,7 @@ static bool load_pool(const char *dir, const char *file, const StoreLoader *load
         g_autoptr(GKeyFile) kf = read_record(dir, file);
         if (!kf)
                 return false;
+        /* a missing key reads as NULL: the record is refused below */
         g_autofree char *name = g_key_file_get_string(kf, POOL_GROUP, "name", NULL);
         g_autofree char *driver = g_key_file_get_string(kf, POOL_GROUP, "driver", NULL);
         g_autofree char *expected = name ? g_strconcat(name, ".pool", NULL) : NULL;
@@ -165,6 +168,7 @@ static bool load_pool(const char *dir, const char *file, const StoreLoader *load
                 return false;
         }
         g_autoptr(GHashTable) config = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        /* no config group: no parameters */
         g_auto(GStrv) keys = g_key_file_get_keys(kf, CONFIG_GROUP, NULL, NULL);
         for (size_t i = 0; keys && keys[i]; i++)
                 g_hash_table_insert(config, g_strdup(keys[i]), g_key_file_get_string(kf, CONFIG_GROUP, keys[i], NULL));
@@ -186,6 +190,7 @@ static bool load_volume(const char *dir, const char *pool, const char *file, con
         g_autoptr(GError) e = NULL;
         VolumeSpec v = { 0 };
         bool started = false, ok = true;
+        /* a missing key reads as NULL: the record is refused below */
         v.vid = g_key_file_get_string(kf, VOLUME_GROUP, "vid", NULL);
         v.name = g_key_file_get_string(kf, VOLUME_GROUP, "name", NULL);
         v.vm = g_key_file_get_string(kf, VOLUME_GROUP, "vm", NULL);

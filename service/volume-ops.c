@@ -61,11 +61,14 @@ static int run_driver(VolumeOp *op) {
                 op->verified = r >= 0;
                 return r;
         case VOP_RESIZE:
+                /* a failed read still fills cur (driver.h); the driver call
+                 * reports the storage's own error */
                 d->volume_query(drv, s, &cur, NULL);
                 if (volume_recheck(op, &cur) < 0)
                         return -1;
                 return op->size == cur.size ? 0 : d->volume_resize(drv, s, op->size, &op->err);
         case VOP_REVERT:
+                /* as for Resize */
                 d->volume_query(drv, s, &cur, NULL);
                 if (volume_recheck(op, &cur) < 0)
                         return -1;
@@ -125,7 +128,9 @@ static void op_work(Task *t) {
         bool recorded = false;
         bool first_start = op->kind == VOP_START && !op->started;
         if (first_start && !v->discovered && d->volume_verify(v->pool->drv, op->spec, &op->err) < 0) {
-                /* refused before anything is written (a missing image) */
+                /* refused before anything is written (a missing image). Here
+                 * and below, the reply is op->err; the read after it fills
+                 * op->info even when it fails (driver.h) */
                 d->volume_query(v->pool->drv, op->spec, &op->info, NULL);
                 return;
         }
@@ -142,12 +147,14 @@ static void op_work(Task *t) {
         }
         int r = run_driver(op);
 
-        if (r < 0 && recorded) /* the volume is as it was: so is its record */
+        /* the volume is as it was: so is its record (op->err says what failed) */
+        if (r < 0 && recorded)
                 store_save_volume(model_state_dir, v->pool->name, op->spec, op->started, NULL);
         if (op->kind == VOP_REMOVE && r >= 0)
                 return;
         if (r >= 0 && op_persists(op->kind) && !v->discovered && !recorded &&
             store_save_volume(model_state_dir, v->pool->name, op->spec, op->started, &serr) < 0) {
+                /* the record's error is the one to report */
                 if (op->kind == VOP_CREATE)
                         d->volume_remove(v->pool->drv, op->spec, NULL);
                 se_move(&op->err, &serr);
@@ -285,6 +292,7 @@ void volume_op_submit(VolumeOp *op) {
 /* Startup only, before the loop runs. */
 void volume_query_now(Volume *v) {
         VolumeInfo info = { 0 };
+        /* no caller to tell: a failed read still fills info (driver.h) */
         v->pool->driver->volume_query(v->pool->drv, v->spec, &info, NULL);
         volume_set_info(v, &info);
 }
