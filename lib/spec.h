@@ -4,6 +4,7 @@
  */
 #pragma once
 
+#include <glib.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,3 +69,6 @@ void volume_info_clear(VolumeInfo *i);
 /* Fills the string fields that are still NULL with "". */
 void volume_info_fill_defaults(VolumeInfo *i);
 void volume_info_add_revision(VolumeInfo *i, const char *id, const char *timestamp);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VolumeSpec, volume_spec_free)
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VolumeInfo, volume_info_clear)

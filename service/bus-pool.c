@@ -111,10 +111,6 @@ static int method_get_volume(sd_bus_message *m, void *userdata, sd_bus_error *er
         return sd_bus_reply_method_return(m, "o", v->object_path);
 }
 
-static void volume_spec_freep(VolumeSpec **s) {
-        volume_spec_free(*s);
-}
-
 /* Reads CreateVolume's config into *s; checks what needs no driver. */
 static int read_volume_config(sd_bus_message *m, Pool *p, VolumeSpec *s, sd_bus_error *error) {
         s->revisions_to_keep = -1;
@@ -157,7 +153,7 @@ static int read_volume_config(sd_bus_message *m, Pool *p, VolumeSpec *s, sd_bus_
 
 static int method_create_volume(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Pool *p = userdata;
-        _cleanup_(volume_spec_freep) VolumeSpec *s = g_new0(VolumeSpec, 1);
+        g_autoptr(VolumeSpec) s = g_new0(VolumeSpec, 1);
         int r = read_volume_config(m, p, s, error);
         if (r < 0)
                 return r;
@@ -175,7 +171,7 @@ static int method_create_volume(sd_bus_message *m, void *userdata, sd_bus_error 
         r = auth_check(m, ACTION_MANAGE_VOLUMES, details, o.no_user_interaction, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
-        VolumeOp *op = volume_op_new_create(p, TAKE_PTR(s), &serr);
+        VolumeOp *op = volume_op_new_create(p, g_steal_pointer(&s), &serr);
         if (!op)
                 return error_take(error, &serr);
         return bus_submit_volume_op(m, op);

@@ -10,8 +10,6 @@
 #include "volume-data.h"
 #include "volume-rules.h"
 
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VolumeInfo, volume_info_clear)
-
 /* Opens a staging target or export view a driver named. A file in a pool
  * directory is never followed if it is a symlink (ELOOP); a device node's
  * name in /dev (lvm_thin: /dev/VG/LV) is a udev symlink by design. */

@@ -13,8 +13,6 @@
 #include "volume-data.h"
 #include "volume-rules.h"
 
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VolumeInfo, volume_info_clear)
-
 static const char *const op_names[_VOP_MAX] = {
         [VOP_CREATE] = "create", [VOP_REMOVE] = "remove",   [VOP_START] = "start",
         [VOP_STOP] = "stop",     [VOP_VERIFY] = "verify",   [VOP_RESIZE] = "resize",

@@ -63,8 +63,6 @@ static VolumeSpec *volume(Fixture *fx, const char *vm, const char *name, Kind ki
         return v;
 }
 
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(VolumeSpec, volume_spec_free)
-
 /* <pool dir>/<vid><suffix> */
 static char *file_of(const Fixture *fx, const VolumeSpec *v, const char *suffix) {
         return g_strconcat(fx->dir, "/", v->vid, suffix, NULL);
