@@ -132,7 +132,7 @@ static int deny(const char *action, const char *why, sd_bus_error *error) {
 
 static int send_check(sd_bus *bus, const char *sender, const char *action, const char *const *details,
                       bool interactive, Ask *a) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
+        g_autoptr(sd_bus_message) call = NULL;
         int r = sd_bus_message_new_method_call(bus, &call, POLKIT_NAME, POLKIT_PATH, POLKIT_INTERFACE,
                                                "CheckAuthorization");
         if (r >= 0)

@@ -14,7 +14,7 @@
 sd_bus *bus_connection;
 
 static int method_list_drivers(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        g_autoptr(sd_bus_message) reply = NULL;
         int r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "(sas)");
@@ -33,7 +33,7 @@ static int method_list_drivers(sd_bus_message *m, void *userdata, sd_bus_error *
 }
 
 static int method_list_pools(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        g_autoptr(sd_bus_message) reply = NULL;
         g_autoptr(GPtrArray) pools = model_pools();
         int r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)

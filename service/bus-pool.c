@@ -85,7 +85,7 @@ static int property_usage_details(sd_bus *bus, const char *path, const char *int
 
 static int method_list_volumes(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Pool *p = userdata;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        g_autoptr(sd_bus_message) reply = NULL;
         g_autoptr(GPtrArray) vols = pool_volumes_sorted(p);
         int r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)

@@ -226,8 +226,8 @@ int main(int argc, char **argv) {
         if (pool_ops_load(arg.state_dir, arg.base_dir) < 0)
                 return EXIT_FAILURE;
 
-        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        g_autoptr(sd_event) event = NULL;
+        g_autoptr(sd_bus) bus = NULL;
         sigset_t mask;
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);

@@ -69,9 +69,9 @@ static void usage_done(Task *t) {
                 if (u->scanned && scan_handler)
                         scan_handler(p, u->vids);
         }
-        answer(p, TAKE_PTR(u->waiters));
+        answer(p, g_steal_pointer(&u->waiters));
         if (p->removed)
-                answer(p, TAKE_PTR(p->usage_waiters)); /* no refresh will come */
+                answer(p, g_steal_pointer(&p->usage_waiters)); /* no refresh will come */
         else if (p->usage_again) {
                 p->usage_again = false;
                 pool_usage_request(p);
@@ -86,7 +86,7 @@ static void start_refresh(Pool *p) {
         u->task.work = usage_work;
         u->task.done = usage_done;
         u->pool = pool_ref(p);
-        u->waiters = TAKE_PTR(p->usage_waiters);
+        u->waiters = g_steal_pointer(&p->usage_waiters);
         p->usage_busy = true;
         task_submit(&u->task, NULL);
 }
@@ -101,7 +101,7 @@ static int on_delay(sd_event_source *s, uint64_t usec, void *userdata) {
         if (!p->removed)
                 start_refresh(p);
         else
-                answer(p, TAKE_PTR(p->usage_waiters));
+                answer(p, g_steal_pointer(&p->usage_waiters));
         pool_unref(p);
         return 0;
 }

@@ -190,7 +190,7 @@ static void op_done(Task *t) {
                         if (ok && op->kind == VOP_START)
                                 v->started_here = true;
                         if (ok)
-                                volume_set_spec(v, TAKE_PTR(op->spec), op->started);
+                                volume_set_spec(v, g_steal_pointer(&op->spec), op->started);
                         volume_set_info(v, &op->info);
                 }
                 if (op->kind != VOP_QUERY && op->kind != VOP_VERIFY)
