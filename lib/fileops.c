@@ -18,23 +18,15 @@
 
 #define COPY_CHUNK (1024 * 1024)
 
-static void close_fd(int *fd) {
-        if (*fd >= 0)
-                close(*fd);
-}
-
-static void close_dir(DIR **d) {
-        if (*d)
-                closedir(*d);
-}
-
-#define _cleanup_fd_ __attribute__((cleanup(close_fd)))
-#define _cleanup_dir_ __attribute__((cleanup(close_dir)))
+/* g_auto(Fd): a file descriptor closed at the end of its scope, unless -1 */
+typedef int Fd;
+G_DEFINE_AUTO_CLEANUP_FREE_FUNC(Fd, close, -1)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(DIR, closedir)
 
 /* ---- directories ---- */
 
 int fo_fsync_dir(const char *dir, StorageError *err) {
-        _cleanup_fd_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        g_auto(Fd) fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return se_errno(err, errno, "Cannot open directory %s", dir);
         if (fsync(fd) < 0)
@@ -114,7 +106,7 @@ static bool is_temp_of(const char *entry, const char *base) {
 int fo_remove_temps(const char *path, StorageError *err) {
         g_autofree char *dir = g_path_get_dirname(path);
         g_autofree char *base = g_path_get_basename(path);
-        _cleanup_dir_ DIR *d = opendir(dir);
+        g_autoptr(DIR) d = opendir(dir);
         if (!d)
                 return errno == ENOENT ? 0 : se_errno(err, errno, "Cannot list directory %s", dir);
         bool removed = false;
@@ -130,7 +122,7 @@ int fo_remove_temps(const char *path, StorageError *err) {
 }
 
 int fo_remove_matching(const char *dir, FoMatchFunc match, void *userdata, StorageError *err) {
-        _cleanup_dir_ DIR *d = opendir(dir);
+        g_autoptr(DIR) d = opendir(dir);
         if (!d)
                 return errno == ENOENT ? 0 : se_errno(err, errno, "Cannot list directory %s", dir);
         bool removed = false;
@@ -161,7 +153,7 @@ int fo_allocated(const char *path, uint64_t *bytes, StorageError *err) {
 }
 
 int fo_fsync_file(const char *path, StorageError *err) {
-        _cleanup_fd_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        g_auto(Fd) fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
                 return errno == ENOENT ? 0 : se_errno(err, errno, "Cannot open %s", path);
         if (fsync(fd) < 0)
@@ -172,7 +164,7 @@ int fo_fsync_file(const char *path, StorageError *err) {
 int fo_resize(const char *path, uint64_t size, StorageError *err) {
         if (size > INT64_MAX)
                 return se_errno(err, EFBIG, "Cannot resize %s", path);
-        _cleanup_fd_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+        g_auto(Fd) fd = open(path, O_WRONLY | O_CLOEXEC);
         if (fd < 0)
                 return se_errno(err, errno, "Cannot open %s", path);
         if (ftruncate(fd, (off_t) size) < 0)
@@ -256,7 +248,7 @@ static int walk_beneath(int root, const char *rel, bool create, const char *root
 int fo_dir_open(FoDir *d, const char *pool_dir, const char *rel, bool create, StorageError *err) {
         *d = (FoDir) FO_DIR_INIT;
         d->path = rel && *rel ? g_build_filename(pool_dir, rel, NULL) : g_strdup(pool_dir);
-        _cleanup_fd_ int root = open(pool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        g_auto(Fd) root = open(pool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (root < 0)
                 return errno == ENOENT && !create ? 0 : se_errno(err, errno, "Cannot open directory %s", pool_dir);
         if (!rel || !*rel) {
@@ -319,7 +311,7 @@ int fo_remove_matching_at(const FoDir *d, FoMatchFunc match, void *userdata, Sto
         if (d->fd < 0)
                 return 0;
         int fd = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        _cleanup_dir_ DIR *dir = fd < 0 ? NULL : fdopendir(fd);
+        g_autoptr(DIR) dir = fd < 0 ? NULL : fdopendir(fd);
         if (!dir) {
                 int e = errno;
                 if (fd >= 0)
@@ -374,7 +366,7 @@ int fo_fsync_file_at(const FoDir *d, const char *name, StorageError *err) {
         int r = fo_stat_at(d, name, &st, err);
         if (r <= 0)
                 return r;
-        _cleanup_fd_ int fd = fo_open_at(d, name, O_RDONLY, err);
+        g_auto(Fd) fd = fo_open_at(d, name, O_RDONLY, err);
         if (fd < 0)
                 return -1;
         if (fsync(fd) < 0)
@@ -385,7 +377,7 @@ int fo_fsync_file_at(const FoDir *d, const char *name, StorageError *err) {
 int fo_resize_at(const FoDir *d, const char *name, uint64_t size, StorageError *err) {
         if (size > INT64_MAX)
                 return se_errno(err, EFBIG, "Cannot resize %s/%s", d->path, name);
-        _cleanup_fd_ int fd = fo_open_at(d, name, O_WRONLY, err);
+        g_auto(Fd) fd = fo_open_at(d, name, O_WRONLY, err);
         if (fd < 0)
                 return -1;
         if (ftruncate(fd, (off_t) size) < 0)
@@ -714,7 +706,7 @@ int fo_copy_at(const FoDir *sd, const char *sname, const FoDir *dd, const char *
                StorageError *err) {
         g_autofree char *src = fo_dir_file(sd, sname);
         g_autofree char *dst = fo_dir_file(dd, dname);
-        _cleanup_fd_ int fd = fo_open_at(sd, sname, O_RDONLY, err);
+        g_auto(Fd) fd = fo_open_at(sd, sname, O_RDONLY, err);
         if (fd < 0)
                 return -1;
         Copy c = { .src = fd, .dst = -1, .src_path = src, .dst_path = dst };
@@ -747,7 +739,7 @@ static bool loop_backed_by(const char *dev, const char *real) {
 
 static int loop_update(const char *dev, StorageError *err) {
         g_autofree char *node = g_strdup_printf("/dev/%s", dev);
-        _cleanup_fd_ int fd = open(node, O_RDONLY | O_CLOEXEC);
+        g_auto(Fd) fd = open(node, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return se_errno(err, errno, "Cannot open %s", node);
         if (ioctl(fd, LOOP_SET_CAPACITY, 0) < 0)
@@ -765,7 +757,7 @@ int fo_loop_set_capacity(const char *path, StorageError *err) {
 }
 
 int fo_loop_set_capacity_at(const FoDir *d, const char *name, StorageError *err) {
-        _cleanup_fd_ int fd = fo_open_at(d, name, O_RDONLY, err);
+        g_auto(Fd) fd = fo_open_at(d, name, O_RDONLY, err);
         if (fd < 0)
                 return -1;
         char proc[64], real[PATH_MAX];
@@ -778,7 +770,7 @@ int fo_loop_set_capacity_at(const FoDir *d, const char *name, StorageError *err)
 }
 
 static int loop_set_capacity_real(const char *real, StorageError *err) {
-        _cleanup_dir_ DIR *d = opendir("/sys/block");
+        g_autoptr(DIR) d = opendir("/sys/block");
         if (!d)
                 return 0;
         struct dirent *e;
