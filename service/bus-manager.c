@@ -61,6 +61,7 @@ static int method_get_pool(sd_bus_message *m, void *userdata, sd_bus_error *erro
 /* The reply of a pool op: its object for AddPool, empty otherwise. */
 static void pool_op_reply(PoolOp *op, void *userdata) {
         sd_bus_message *m = userdata;
+        bus_changes_flush();
         if (op->err.code != SE_OK)
                 error_reply(m, &op->err);
         else if (op->kind == POP_ADD)

@@ -243,16 +243,18 @@ int bus_pool_register(sd_bus *bus) {
 }
 
 void bus_pool_added(Pool *p) {
+        bus_changes_forget(p->object_path);
         if (bus_connection)
                 sd_bus_emit_interfaces_added(bus_connection, p->object_path, POOL_INTERFACE, NULL);
 }
 
 void bus_pool_removed(Pool *p) {
+        bus_changes_forget(p->object_path);
         if (bus_connection)
                 sd_bus_emit_interfaces_removed(bus_connection, p->object_path, POOL_INTERFACE, NULL);
 }
 
 void bus_pool_changed(Pool *p, const char *const *props) {
-        if (bus_connection && !p->removed)
-                sd_bus_emit_properties_changed_strv(bus_connection, p->object_path, POOL_INTERFACE, (char **) props);
+        if (!p->removed)
+                bus_changes_mark(p->object_path, POOL_INTERFACE, props);
 }

@@ -100,6 +100,7 @@ typedef struct Call {
 static void reply_single(VolumeOp *op, void *userdata) {
         Call *c = userdata;
         sd_bus_message *m = c->message;
+        bus_changes_flush();
         if (c->job)
                 bus_job_finish(c->job, &op->err);
         callers_op_done(m, op);
@@ -422,6 +423,7 @@ static void batch_one_done(VolumeOp *op, void *userdata) {
                 se_move(&b->err, &op->err);
         if (--b->remaining > 0)
                 return;
+        bus_changes_flush();
         if (b->err.code != SE_OK)
                 error_reply(b->message, &b->err);
         else
@@ -532,18 +534,19 @@ int bus_volume_register(sd_bus *bus) {
 }
 
 void bus_volume_added(Volume *v) {
+        bus_changes_forget(v->object_path);
         if (bus_connection)
                 sd_bus_emit_interfaces_added(bus_connection, v->object_path, VOLUME_INTERFACE, NULL);
 }
 
 void bus_volume_removed(Volume *v) {
+        bus_changes_forget(v->object_path);
         if (bus_connection)
                 sd_bus_emit_interfaces_removed(bus_connection, v->object_path, VOLUME_INTERFACE, NULL);
 }
 
 void bus_volume_changed(Volume *v, const char *const *props) {
-        if (bus_connection)
-                sd_bus_emit_properties_changed_strv(bus_connection, v->object_path, VOLUME_INTERFACE, (char **) props);
+        bus_changes_mark(v->object_path, VOLUME_INTERFACE, props);
 }
 
 void bus_volume_size_changed(Volume *v, uint64_t old_size, uint64_t new_size) {

@@ -27,6 +27,15 @@ void bus_volume_changed(Volume *v, const char *const *props);
 void bus_volume_size_changed(Volume *v, uint64_t old_size, uint64_t new_size);
 void bus_volume_exported(Volume *v, const char *path, bool ended);
 
+/* Coalesced PropertiesChanged (bus-changes.c): mark changed properties of
+ * an object; one signal per object goes out on the next loop iteration, or
+ * at flush, which every method reply that may follow a change calls first.
+ * forget: the object was announced or withdrawn as a whole. */
+void bus_changes_mark(const char *path, const char *interface, const char *const *props);
+void bus_changes_forget(const char *path);
+void bus_changes_flush(void);
+void bus_changes_shutdown(void);
+
 /* Submits a pool op that replies to m when it completes (empty reply, or
  * "o" for add). */
 int bus_submit_pool_op(sd_bus_message *m, PoolOp *op);

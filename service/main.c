@@ -280,6 +280,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "qubes-storaged %s: serving %s on the %s bus, state in %s\n", VERSION, BUS_NAME, arg.bus,
                 arg.state_dir);
         r = sd_event_loop(event);
+        bus_changes_shutdown();
         bus_connection = NULL;
         idle.timer = sd_event_source_disable_unref(idle.timer);
         pool_ops_shutdown();

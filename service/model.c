@@ -211,12 +211,34 @@ static bool revisions_equal(const VolumeInfo *a, const VolumeInfo *b) {
         return true;
 }
 
-void volume_set_info(Volume *v, VolumeInfo *info) {
+/* A volume clients know of: in its pool's table, not removed. Changes of
+ * any other volume (one being created) are not announced: its
+ * InterfacesAdded, when it comes, carries its values. */
+static bool volume_published(Volume *v) {
+        return !v->removed && g_hash_table_lookup(v->pool->volumes, v->spec->vid) == v;
+}
+
+static size_t take_spec(Volume *v, VolumeSpec *spec, bool started, const char **changed, size_t n) {
+        if (spec->rw != v->spec->rw)
+                changed[n++] = "Rw";
+        if (spec->revisions_to_keep != v->spec->revisions_to_keep)
+                changed[n++] = "RevisionsToKeep";
+        if (started != v->started)
+                changed[n++] = "Started";
+        /* The vid keys the pool's table: keep the same string. */
+        g_assert(strcmp(spec->vid, v->spec->vid) == 0);
+        char *vid = v->spec->vid;
+        v->spec->vid = spec->vid;
+        spec->vid = vid;
+        volume_spec_free(v->spec);
+        v->spec = spec;
+        v->started = started;
+        return n;
+}
+
+static size_t take_info(Volume *v, VolumeInfo *info, const char **changed, size_t n) {
         volume_info_fill_defaults(info);
         VolumeInfo *o = &v->info;
-        const char *changed[10];
-        size_t n = 0;
-        uint64_t old_size = o->size;
         if (o->size != info->size)
                 changed[n++] = "Size";
         if (o->usage != info->usage)
@@ -234,38 +256,31 @@ void volume_set_info(Volume *v, VolumeInfo *info) {
                 changed[n++] = "BlockDevice";
         if (strcmp(o->kernels_dir, info->kernels_dir) != 0)
                 changed[n++] = "KernelsDir";
-        changed[n] = NULL;
         volume_info_clear(o);
         *o = *info;
         memset(info, 0, sizeof(*info));
-        if (v->removed)
+        return n;
+}
+
+void volume_update(Volume *v, VolumeSpec *spec, bool started, VolumeInfo *info) {
+        const char *changed[16];
+        size_t n = 0;
+        uint64_t old_size = v->info.size;
+        if (spec)
+                n = take_spec(v, spec, started, changed, n);
+        if (info)
+                n = take_info(v, info, changed, n);
+        changed[n] = NULL;
+        if (!volume_published(v))
                 return;
-        if (old_size != o->size && hooks.volume_size_changed)
-                hooks.volume_size_changed(v, old_size, o->size);
+        if (old_size != v->info.size && hooks.volume_size_changed)
+                hooks.volume_size_changed(v, old_size, v->info.size);
         if (n > 0 && hooks.volume_changed)
                 hooks.volume_changed(v, changed);
 }
 
-void volume_set_spec(Volume *v, VolumeSpec *spec, bool started) {
-        const char *changed[4];
-        size_t n = 0;
-        if (spec->rw != v->spec->rw)
-                changed[n++] = "Rw";
-        if (spec->revisions_to_keep != v->spec->revisions_to_keep)
-                changed[n++] = "RevisionsToKeep";
-        if (started != v->started)
-                changed[n++] = "Started";
-        changed[n] = NULL;
-        /* The vid keys the pool's table: keep the same string. */
-        g_assert(strcmp(spec->vid, v->spec->vid) == 0);
-        char *vid = v->spec->vid;
-        v->spec->vid = spec->vid;
-        spec->vid = vid;
-        volume_spec_free(v->spec);
-        v->spec = spec;
-        v->started = started;
-        if (n > 0 && !v->removed && hooks.volume_changed)
-                hooks.volume_changed(v, changed);
+void volume_set_info(Volume *v, VolumeInfo *info) {
+        volume_update(v, NULL, v->started, info);
 }
 
 static void export_free(Export *e) {

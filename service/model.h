@@ -96,10 +96,13 @@ void model_add_volume(Volume *v);      /* takes the reference */
 void model_remove_volume(Volume *v);
 Volume *model_find_volume(const char *pool, const char *vid);
 Volume *model_find_volume_by_path(const char *object_path);
-/* Replaces what the storage said about the volume and announces changes. */
+/* The one update of a volume after an operation: its attributes (spec and
+ * started, unless spec is NULL) and what the storage said (info, unless
+ * NULL); takes both. Announces what changed with one volume_changed, and
+ * nothing when no value changed. */
+void volume_update(Volume *v, VolumeSpec *spec, bool started, VolumeInfo *info);
+/* volume_update of info alone. */
 void volume_set_info(Volume *v, VolumeInfo *info);     /* takes info */
-/* Announces changes of attributes (rw, revisions_to_keep, started). */
-void volume_set_spec(Volume *v, VolumeSpec *spec, bool started); /* takes spec */
 
 /* Record an export (and announce it), or its end. owner: the caller holding
  * it (NULL: none); removing with an owner removes only that owner's export. */

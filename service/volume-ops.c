@@ -189,9 +189,8 @@ static void op_done(Task *t) {
                 } else {
                         if (ok && op->kind == VOP_START)
                                 v->started_here = true;
-                        if (ok)
-                                volume_set_spec(v, g_steal_pointer(&op->spec), op->started);
-                        volume_set_info(v, &op->info);
+                        /* one update: one PropertiesChanged */
+                        volume_update(v, ok ? g_steal_pointer(&op->spec) : NULL, op->started, &op->info);
                 }
                 if (op->kind != VOP_QUERY && op->kind != VOP_VERIFY)
                         pool_usage_request(v->pool);

@@ -394,6 +394,29 @@ class StartStopTest(FilePoolTestCase):
         revs = self.assertRevisionOld(vpath, vid)
         self.assertProps(vpath, self.expect_origin(vid, 'private', 'work', 2 * MiB, revisions=revs))
 
+    def test_start_emits_one_properties_changed(self):
+        """One Start is one update of the volume: everything it changed
+        (Started and what the storage now says) comes in one PropertiesChanged,
+        sent before the reply (docs/api.md)."""
+        vid = 'appvms/work/private'
+        vpath = self.origin(size=2 * MiB)
+        write_data(self.img(vid))
+        self.sync()
+        m = self.mark()
+        self.start(vpath)
+        self.drain()
+
+        def changes():
+            return [a[1] for (_, _, _, a) in self.service_signals(m, 'PropertiesChanged', vpath) if a[0] == VOLUME]
+        before_reply = changes()
+        self.sync()
+        after = changes()
+        self.assertEqual(len(after), 1, f'one Start, {len(after)} PropertiesChanged of its volume: {after}')
+        self.assertEqual(before_reply, after, 'the PropertiesChanged of a Start comes before its reply')
+        self.assertIs(after[0].get('Started'), True, f'Started missing from {after[0]}')
+        props = self.vprops(vpath)
+        self.assertEqual({k: props[k] for k in after[0]}, after[0], 'the signal says what GetAll says')
+
     def test_start_stop_idempotent(self):
         vid = 'appvms/work/private'
         vpath = self.origin()
