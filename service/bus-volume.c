@@ -29,6 +29,13 @@ static int find_volume(sd_bus *bus, const char *path, const char *interface, voi
         return 1;
 }
 
+/* What the storage said of v, for a property read: a stale view queues a
+ * re-read (volume_view_read), the answer never waits for it. */
+static const VolumeInfo *view(Volume *v) {
+        volume_view_read(v);
+        return &v->info;
+}
+
 #define VOLUME_STRING_PROPERTY(fn, expr)                                                                    \
         static int fn(sd_bus *bus, const char *path, const char *interface, const char *property,          \
                       sd_bus_message *reply, void *userdata, sd_bus_error *error) {                        \
@@ -48,13 +55,13 @@ VOLUME_STRING_PROPERTY(property_vid, v->spec->vid)
 VOLUME_STRING_PROPERTY(property_name, v->spec->name)
 VOLUME_STRING_PROPERTY(property_vm, v->spec->vm)
 VOLUME_STRING_PROPERTY(property_source, v->spec->source)
-VOLUME_STRING_PROPERTY(property_path, v->info.path)
-VOLUME_STRING_PROPERTY(property_kernels_dir, v->info.kernels_dir)
+VOLUME_STRING_PROPERTY(property_path, view(v)->path)
+VOLUME_STRING_PROPERTY(property_kernels_dir, view(v)->kernels_dir)
 VOLUME_BOOL_PROPERTY(property_snap_on_start, v->spec->snap_on_start)
 VOLUME_BOOL_PROPERTY(property_save_on_stop, v->spec->save_on_stop)
 VOLUME_BOOL_PROPERTY(property_rw, v->spec->rw)
-VOLUME_BOOL_PROPERTY(property_dirty, v->info.dirty)
-VOLUME_BOOL_PROPERTY(property_outdated, v->info.outdated)
+VOLUME_BOOL_PROPERTY(property_dirty, view(v)->dirty)
+VOLUME_BOOL_PROPERTY(property_outdated, view(v)->outdated)
 VOLUME_BOOL_PROPERTY(property_started, v->started)
 
 static int property_pool(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -72,22 +79,22 @@ static int property_revisions_to_keep(sd_bus *bus, const char *path, const char 
 static int property_size(sd_bus *bus, const char *path, const char *interface, const char *property,
                          sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Volume *v = userdata;
-        return sd_bus_message_append(reply, "t", strcmp(property, "Size") == 0 ? v->info.size : v->info.usage);
+        const VolumeInfo *i = view(v);
+        return sd_bus_message_append(reply, "t", strcmp(property, "Size") == 0 ? i->size : i->usage);
 }
 
 static int property_revisions(sd_bus *bus, const char *path, const char *interface, const char *property,
                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Volume *v = userdata;
+        const VolumeInfo *info = view(userdata);
         int r = sd_bus_message_open_container(reply, 'a', "(ss)");
-        for (size_t i = 0; r >= 0 && i < v->info.n_revisions; i++)
-                r = sd_bus_message_append(reply, "(ss)", v->info.revisions[i].id, v->info.revisions[i].timestamp);
+        for (size_t i = 0; r >= 0 && i < info->n_revisions; i++)
+                r = sd_bus_message_append(reply, "(ss)", info->revisions[i].id, info->revisions[i].timestamp);
         return r < 0 ? r : sd_bus_message_close_container(reply);
 }
 
 static int property_block_device(sd_bus *bus, const char *path, const char *interface, const char *property,
                                  sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Volume *v = userdata;
-        const VolumeInfo *i = &v->info;
+        const VolumeInfo *i = view(userdata);
         return sd_bus_message_append(reply, "(sssb)", i->bdev_path, i->bdev_script, i->bdev_devtype, (int) i->bdev_rw);
 }
 

@@ -49,6 +49,8 @@ struct Volume {
         char *import_owner;       /* the caller that staged it (unique bus name), or NULL */
         GPtrArray *exports;       /* Export* still open */
         VolumeInfo info;          /* last read from the storage */
+        uint64_t info_usec;       /* CLOCK_MONOTONIC when info was read, 0 = never */
+        bool reread_queued;       /* a read found info stale: a re-read is queued */
         TaskQueue *queue;
 };
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "store.h"
 #include "test-seam.h"
 #include "macros.h"
@@ -24,6 +25,14 @@ static const char *const op_names[_VOP_MAX] = {
 
 const char *volume_op_name(VolumeOpKind kind) {
         return op_names[kind];
+}
+
+/* What the storage says of the volume now, and when it was read. */
+static void read_info(VolumeOp *op) {
+        Pool *p = op->volume->pool;
+        op->info_usec = clock_usec(CLOCK_MONOTONIC);
+        /* the op's reply is op->err; a failed read still fills op->info (driver.h) */
+        p->driver->volume_query(p->drv, op->spec, &op->info, NULL);
 }
 
 static int run_driver(VolumeOp *op) {
@@ -126,10 +135,8 @@ static void op_work(Task *t) {
         bool recorded = false;
         bool first_start = op->kind == VOP_START && !op->started;
         if (first_start && !v->discovered && d->volume_verify(v->pool->drv, op->spec, &op->err) < 0) {
-                /* refused before anything is written (a missing image). Here
-                 * and below, the reply is op->err; the read after it fills
-                 * op->info even when it fails (driver.h) */
-                d->volume_query(v->pool->drv, op->spec, &op->info, NULL);
+                /* refused before anything is written (a missing image) */
+                read_info(op);
                 return;
         }
         if (!v->discovered && (op->kind == VOP_REMOVE || first_start)) {
@@ -138,7 +145,7 @@ static void op_work(Task *t) {
                                 : store_save_volume(model_state_dir, v->pool->name, op->spec, true, &serr);
                 if (w < 0) {
                         se_move(&op->err, &serr);
-                        d->volume_query(v->pool->drv, op->spec, &op->info, NULL);
+                        read_info(op);
                         return;
                 }
                 recorded = true;
@@ -157,7 +164,7 @@ static void op_work(Task *t) {
                         d->volume_remove(v->pool->drv, op->spec, NULL);
                 se_move(&op->err, &serr);
         }
-        d->volume_query(v->pool->drv, op->spec, &op->info, NULL);
+        read_info(op);
 }
 
 /* Every error message names the volume it is about. */
@@ -172,6 +179,44 @@ static void name_volume(VolumeOp *op) {
         g_free(named);
 }
 
+static void op_finish(VolumeOp *op) {
+        name_volume(op);
+        if (op->done)
+                op->done(op, op->userdata);
+        volume_op_free(op);
+}
+
+/* Operations that change what the volume's snapshots say (IsOutdated, the
+ * data their next Start copies): a commit by Stop, Revert, an import, a
+ * Resize, a Remove. */
+static bool changes_dependants(VolumeOpKind k) {
+        return k == VOP_STOP || k == VOP_REVERT || k == VOP_RESIZE || k == VOP_IMPORT || k == VOP_IMPORT_END ||
+               k == VOP_IMPORT_VOLUME || k == VOP_REMOVE;
+}
+
+static void dependant_read(VolumeOp *q, void *userdata) {
+        VolumeOp *op = userdata;
+        if (--op->dependants_left == 0)
+                op_finish(op);
+}
+
+/* Every volume changed by op is current before op's reply: a re-read of each
+ * snapshot of op's volume, in that volume's own order. True when op now
+ * waits for them. */
+static bool reread_dependants(VolumeOp *op) {
+        Volume *v = op->volume;
+        g_autoptr(GPtrArray) vols = pool_volumes_sorted(v->pool);
+        op->dependants_left = 1; /* held while submitting */
+        for (guint i = 0; i < vols->len; i++) {
+                Volume *w = vols->pdata[i];
+                if (w != v && g_strcmp0(w->spec->source, v->spec->vid) == 0) {
+                        op->dependants_left++;
+                        volume_op_submit(volume_op_new(VOP_QUERY, w, dependant_read, op));
+                }
+        }
+        return --op->dependants_left > 0;
+}
+
 static void op_done(Task *t) {
         VolumeOp *op = (VolumeOp *) t;
         Volume *v = op->volume;
@@ -184,6 +229,7 @@ static void op_done(Task *t) {
                         g_hash_table_remove(v->pool->reserved, v->spec->vid);
                         if (ok) {
                                 volume_set_info(v, &op->info);
+                                v->info_usec = op->info_usec;
                                 model_add_volume(volume_ref(v));
                         }
                 } else {
@@ -191,6 +237,7 @@ static void op_done(Task *t) {
                                 v->started_here = true;
                         /* one update: one PropertiesChanged */
                         volume_update(v, ok ? g_steal_pointer(&op->spec) : NULL, op->started, &op->info);
+                        v->info_usec = op->info_usec;
                 }
                 if (op->kind != VOP_QUERY && op->kind != VOP_VERIFY)
                         pool_usage_request(v->pool);
@@ -198,10 +245,9 @@ static void op_done(Task *t) {
         } else if (op->kind == VOP_CREATE)
                 g_hash_table_remove(v->pool->reserved, v->spec->vid);
 
-        name_volume(op);
-        if (op->done)
-                op->done(op, op->userdata);
-        volume_op_free(op);
+        if (!t->skip && changes_dependants(op->kind) && reread_dependants(op))
+                return; /* replies when the last of them is read */
+        op_finish(op);
 }
 
 void volume_op_free(VolumeOp *op) {
@@ -290,6 +336,21 @@ void volume_op_submit(VolumeOp *op) {
 void volume_query_now(Volume *v) {
         VolumeInfo info = { 0 };
         /* no caller to tell: a failed read still fills info (driver.h) */
+        uint64_t when = clock_usec(CLOCK_MONOTONIC);
         v->pool->driver->volume_query(v->pool->drv, v->spec, &info, NULL);
         volume_set_info(v, &info);
+        v->info_usec = when;
+}
+
+static void reread_done(VolumeOp *op, void *userdata) {
+        op->volume->reread_queued = false;
+}
+
+void volume_view_read(Volume *v) {
+        if (v->reread_queued || v->removed || v->pool->removed)
+                return;
+        if (v->info_usec > 0 && clock_usec(CLOCK_MONOTONIC) - v->info_usec <= VOLUME_VIEW_MAX_AGE_USEC)
+                return;
+        v->reread_queued = true;
+        volume_op_submit(volume_op_new(VOP_QUERY, v, reread_done, NULL));
 }

@@ -75,6 +75,8 @@ struct VolumeOp {
         bool persist;
         VolumeFacts facts;        /* taken on the loop before the op runs */
         VolumeInfo info;
+        uint64_t info_usec;       /* when info was read (CLOCK_MONOTONIC) */
+        unsigned dependants_left; /* re-reads of dependants still running */
         VolumeOpDone done;
         void *userdata;
 };
@@ -97,5 +99,12 @@ void volume_op_free(VolumeOp *op);
 
 /* Reads what the storage says about v now (worker side of every op). */
 void volume_query_now(Volume *v);
+
+/* A client reads v's storage-derived properties (docs/api.md, "Freshness"):
+ * the answer is what memory holds, and when that was read from the storage
+ * more than VOLUME_VIEW_MAX_AGE_USEC ago a re-read is queued (never waited
+ * for), so that a change made behind the service's back shows within 2 s. */
+#define VOLUME_VIEW_MAX_AGE_USEC ((uint64_t) 1000 * 1000) /* 1 s */
+void volume_view_read(Volume *v);
 
 const char *volume_op_name(VolumeOpKind kind);

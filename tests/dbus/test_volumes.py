@@ -4,6 +4,7 @@ Revert, SetRw, SetRevisionsToKeep, Remove, GetVolume/ListVolumes."""
 import datetime
 import os
 import re
+import time
 import unittest
 
 from storaged import (ERROR_PREFIX, OBJECT_MANAGER, POOL, ROOT, VOLUME, DBusCallError, GLib, MiB, StoragedTestCase,
@@ -618,6 +619,37 @@ class ResizeTest(FilePoolTestCase):
                             contains=('bogus_option', 'appvms/work/private'))
         self.assertRejected('InvalidArgument', self.resize, vpath, 2 * MiB, opts(allow_shrink='yes'),
                             contains='allow_shrink')
+
+
+class FreshnessTest(FilePoolTestCase):
+    # reads go on this long past the API's 2 s, for a loaded machine
+    MARGIN_S = 3
+
+    def test_truncated_image_size_seen_after_reads(self):
+        """An image truncated behind the service's back: its new Size shows
+        within 2 s of the first read that follows (docs/api.md, "Freshness": a
+        read of a view older than 1 s queues a re-read and does not wait for
+        it). The test reads for 2 s after the truncation plus a margin and
+        asserts that the new size was seen."""
+        vid = 'appvms/work/private'
+        vpath = self.origin(size=2 * MiB)
+        self.assertEqual(self.vprop(vpath, 'Size'), 2 * MiB)
+        os.truncate(self.img(vid), 4 * MiB)
+        start = time.monotonic()
+        seen = []  # (seconds after the truncation, Size) at each change of what reads answer
+        while True:
+            size = self.vprop(vpath, 'Size')
+            now = time.monotonic() - start
+            if not seen or seen[-1][1] != size:
+                seen.append((round(now, 2), size))
+            if size == 4 * MiB or now > 2 + self.MARGIN_S:
+                break
+            time.sleep(0.05)
+        self.assertEqual(size, 4 * MiB, f'the truncated image\'s Size was not seen within {2 + self.MARGIN_S} s '
+                                        f'of reads; reads answered (s after the truncation, Size): {seen}')
+        self.sync()
+        changed, _ = self.properties_changed(0, vpath, VOLUME)
+        self.assertEqual(changed.get('Size'), 4 * MiB, 'the new Size is announced by PropertiesChanged')
 
 
 class RevertTest(FilePoolTestCase):

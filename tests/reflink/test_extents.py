@@ -6,7 +6,7 @@ clean image (and its dirty one) share with the source's clean image."""
 
 import os
 
-from reflinktest import GiB, MiB, ReflinkTestCase, content_digest, main, random_chunks, write_chunks
+from reflinktest import VOLUME, GiB, MiB, ReflinkTestCase, content_digest, main, random_chunks, write_chunks
 
 DATA_OFFSETS = (0, 100 * MiB, 512 * MiB, GiB - 4 * MiB)
 
@@ -91,6 +91,28 @@ class ExtentsTestBase(ReflinkTestCase):
         self.assertFalse(self.vprop(snap, 'IsOutdated'))
         self.assertEqual(content_digest(sf.dirty), content_digest(tf.clean))
         self.assertShares(sf.dirty, tf.clean)
+        self.stop(snap)
+
+    def test_template_stop_outdates_running_snapshot(self):
+        """The Stop of a template commits its root: when the Stop replies, its
+        running snapshot already says IsOutdated, and its PropertiesChanged
+        came before the reply (docs/api.md, "Freshness": an operation re-reads
+        the volumes it changes, dependants included, before replying)."""
+        tpl, tvid, tf = self.origin_with_data(vm='tpl', name='root', template=True)
+        snap = self.snapshot('r', 'app', 'root', tvid, size=GiB)
+        self.start(snap)
+        self.assertFalse(self.vprop(snap, 'IsOutdated'))
+        self.start(tpl)
+        write_chunks(tf.dirty, random_chunks('update', (50 * MiB,)))
+        self.sync()
+        m = self.mark()
+        self.stop(tpl)
+        self.drain()
+        changed, _ = self.properties_changed(m, snap, VOLUME)
+        self.assertTrue(self.vprop(snap, 'IsOutdated'),
+                        'the running snapshot is not IsOutdated when the Stop of its template replies')
+        self.assertIs(changed.get('IsOutdated'), True,
+                      f'no PropertiesChanged(IsOutdated) of the snapshot before the reply of Stop: {changed}')
         self.stop(snap)
 
     def test_import_volume_in_pool_shares(self):
