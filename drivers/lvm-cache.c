@@ -271,9 +271,8 @@ int lvm_cache_ensure(int64_t max_age_usec, StorageError *err) {
         g_mutex_lock(&C.lock);
         ensure_tables();
         int r = 0;
-        /* 1 s of slack: the service's own 30 s timer must find it stale */
         if (max_age_usec <= 0 || C.read_usec == 0 ||
-            (int64_t) clock_usec(CLOCK_MONOTONIC) - C.read_usec + G_USEC_PER_SEC > max_age_usec)
+            (int64_t) clock_usec(CLOCK_MONOTONIC) - C.read_usec > max_age_usec)
                 r = wait_covered(++C.requests, err);
         g_mutex_unlock(&C.lock);
         return r;

@@ -21,7 +21,13 @@
 
 #include "storage-error.h"
 
-#define LVM_CACHE_MAX_AGE_USEC (30 * G_USEC_PER_SEC)
+/* How old the cache may be for an answer: under the service's 30 s usage
+ * period for pool usage and checks (so each periodic refresh runs one lvs),
+ * and 1 s for a volume's view, which the service re-reads when a property
+ * read finds it older than 1 s (docs/api.md, "Freshness"): an LV changed
+ * behind the service's back shows within 2 s of a read. */
+#define LVM_CACHE_MAX_AGE_USEC (29 * G_USEC_PER_SEC)
+#define LVM_VIEW_MAX_AGE_USEC (1 * G_USEC_PER_SEC)
 
 typedef struct LvmLv {
         char *vg, *pool_lv, *name, *attr, *origin;

@@ -11,7 +11,8 @@
  * becomes an error target before L-import is committed or removed, so
  * nothing written through the client's fd afterwards reaches any LV.
  * Everything the driver reports comes from the shared LV cache (lvm-cache.c),
- * refreshed after every change and, for reads, when older than 30 s.
+ * refreshed after every change and, for reads, when older than 29 s (a
+ * volume's view: 1 s).
  *
  * Cost: each operation comment says how many `lvm` processes it runs. "lvs"
  * is the refresh at the end; transactions that end together (StartVolumes of
@@ -248,7 +249,7 @@ static int thin_pool_setup(void *pool, StorageError *err) {
         return 0;
 }
 
-/* lvm: 0, or 1 (lvs) when the cache is older than 30 s. */
+/* lvm: 0, or 1 (lvs) when the cache is older than 29 s. */
 static int thin_pool_usage(void *pool, PoolUsage *out, StorageError *err) {
         ThinPool *p = pool;
         *out = (PoolUsage) { .has_data = true, .has_metadata = true };
@@ -459,7 +460,7 @@ static int thin_volume_stop(void *pool, VolumeSpec *v, StorageError *err) {
         return r;
 }
 
-/* lvm: 0, or 1 (lvs) when the cache is older than 30 s. */
+/* lvm: 0, or 1 (lvs) when the cache is older than 29 s. */
 static int thin_volume_verify(void *pool, VolumeSpec *v, StorageError *err) {
         ThinPool *p = pool;
         if (volume_kind(v) == VOLUME_VOLATILE)
@@ -549,12 +550,12 @@ static int thin_volume_revert(void *pool, VolumeSpec *v, const char *rev, Storag
         return r;
 }
 
-/* lvm: 0, or 1 (lvs) when the cache is older than 30 s. */
+/* lvm: 0, or 1 (lvs) when the cache is older than 1 s (LVM_VIEW_MAX_AGE_USEC). */
 static int thin_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out, StorageError *err) {
         ThinPool *p = pool;
         g_auto(Names) n = { 0 };
         names_get(p, v->vid, &n);
-        int r = lvm_cache_ensure(LVM_CACHE_MAX_AGE_USEC, err);
+        int r = lvm_cache_ensure(LVM_VIEW_MAX_AGE_USEC, err);
         g_autoptr(LvmLv) snap = volume_kind(v) == VOLUME_VOLATILE ? NULL : lvm_cache_get(n.vg, n.snap);
         g_autoptr(GPtrArray) revs = list_revisions(n.vg, n.lv);
         g_autofree char *cur = current_lv(n.vg, n.lv);

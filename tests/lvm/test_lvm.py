@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import gi
@@ -804,6 +805,29 @@ class T06Resize(LvmTestCase):
         self.assertEqual(vprop(v, 'Size'), 128 * MiB)
         vcall(v, 'SetRw', '(ba{sv})', (False, {}))
         self.assertError('ReadOnly', vcall, v, 'Resize', '(ta{sv})', (256 * MiB, {}))
+        remove(v)
+
+    def test_resized_behind_back_seen(self):
+        """An LV extended with lvextend behind the service's back: its new Size
+        shows within 2 s of the reads that follow (docs/api.md, "Freshness"),
+        not at the next 30 s refresh. The reads go on for a margin past the 2 s
+        because the guest's CPU is emulated."""
+        margin_s = 8
+        v = origin('fresh', size=32 * MiB, revisions_to_keep=0)
+        self.assertEqual(vprop(v, 'Size'), 32 * MiB)
+        lvm('lvextend', '-L', f'{48 * MiB}b', f'{VG}/{lv_of(v)}')
+        begin = time.monotonic()
+        seen = []  # (seconds after the lvextend, Size) at each change of what reads answer
+        while True:
+            size = vprop(v, 'Size')
+            now = time.monotonic() - begin
+            if not seen or seen[-1][1] != size:
+                seen.append((round(now, 2), size))
+            if size == 48 * MiB or now > 2 + margin_s:
+                break
+            time.sleep(0.1)
+        self.assertEqual(size, 48 * MiB, f'the extended LV\'s Size was not seen within {2 + margin_s} s of reads; '
+                                         f'reads answered (s after the lvextend, Size): {seen}')
         remove(v)
 
 
