@@ -120,21 +120,6 @@ static int files_get(const FilePool *p, const VolumeSpec *v, bool create, Files 
         return 0;
 }
 
-/* Makes sure a failure message names the volume. */
-static int failed_for(const VolumeSpec *v, StorageError *err) {
-        if (!err || !err->message || !v->vid || strstr(err->message, v->vid))
-                return -1;
-        char *named = g_strdup_printf("Volume %s: %s", v->vid, err->message);
-        free(err->message);
-        err->message = strdup(named);
-        g_free(named);
-        return -1;
-}
-
-static int check_result(const VolumeSpec *v, int r, StorageError *err) {
-        return r < 0 ? failed_for(v, err) : 0;
-}
-
 static int require_image(const VolumeSpec *v, const File *x, StorageError *err) {
         struct stat st;
         int r = x_stat(x, &st, err);
@@ -297,7 +282,7 @@ static int create(const FilePool *p, const VolumeSpec *v, StorageError *err) {
 }
 
 static int file_volume_create(void *pool, VolumeSpec *v, StorageError *err) {
-        return check_result(v, create(pool, v, err), err);
+        return create(pool, v, err);
 }
 
 /* Removes every file of the volume (its own names only: a snapshot's
@@ -310,7 +295,7 @@ static int remove_volume(const FilePool *p, const VolumeSpec *v, StorageError *e
 }
 
 static int file_volume_remove(void *pool, VolumeSpec *v, StorageError *err) {
-        return check_result(v, remove_volume(pool, v, err), err);
+        return remove_volume(pool, v, err);
 }
 
 /* ---- volume: start and stop ---- */
@@ -348,7 +333,7 @@ static int start(const FilePool *p, const VolumeSpec *v, StorageError *err) {
 }
 
 static int file_volume_start(void *pool, VolumeSpec *v, StorageError *err) {
-        return check_result(v, start(pool, v, err), err);
+        return start(pool, v, err);
 }
 
 /* The CoW file (the data as it was at start) becomes the revision "old" when
@@ -402,7 +387,7 @@ static int stop(const FilePool *p, VolumeSpec *v, StorageError *err) {
 }
 
 static int file_volume_stop(void *pool, VolumeSpec *v, StorageError *err) {
-        return check_result(v, stop(pool, v, err), err);
+        return stop(pool, v, err);
 }
 
 /* ---- volume: checks and changes ---- */
@@ -417,7 +402,7 @@ static int verify(const FilePool *p, const VolumeSpec *v, StorageError *err) {
 }
 
 static int file_volume_verify(void *pool, VolumeSpec *v, StorageError *err) {
-        return check_result(v, verify(pool, v, err), err);
+        return verify(pool, v, err);
 }
 
 /* Never creates a missing image: then only the nominal size changes. */
@@ -437,7 +422,7 @@ static int resize(const FilePool *p, VolumeSpec *v, uint64_t size, StorageError 
 }
 
 static int file_volume_resize(void *pool, VolumeSpec *v, uint64_t size, StorageError *err) {
-        return check_result(v, resize(pool, v, size, err), err);
+        return resize(pool, v, size, err);
 }
 
 static int file_volume_revert(void *pool, VolumeSpec *v, const char *rev, StorageError *err) {
@@ -459,7 +444,7 @@ static int import_begin(const FilePool *p, VolumeSpec *v, uint64_t size, char **
 }
 
 static int file_volume_import_begin(void *pool, VolumeSpec *v, uint64_t size, char **path, StorageError *err) {
-        return check_result(v, import_begin(pool, v, size, path, err), err);
+        return import_begin(pool, v, size, path, err);
 }
 
 /* The staged image replaces the image (the service flushed it). When the
@@ -493,7 +478,7 @@ static int import_end(const FilePool *p, VolumeSpec *v, bool success, bool hande
 }
 
 static int file_volume_import_end(void *pool, VolumeSpec *v, bool success, bool handed_out, StorageError *err) {
-        return check_result(v, import_end(pool, v, success, handed_out, err), err);
+        return import_end(pool, v, success, handed_out, err);
 }
 
 /* The live image: the file driver makes no stable copy. */
@@ -507,7 +492,7 @@ static int export(const FilePool *p, const VolumeSpec *v, char **path, bool *sta
 }
 
 static int file_volume_export(void *pool, VolumeSpec *v, char **path, bool *stable, StorageError *err) {
-        return check_result(v, export(pool, v, path, stable, err), err);
+        return export(pool, v, path, stable, err);
 }
 
 static int file_volume_export_end(void *pool, VolumeSpec *v, const char *path, StorageError *err) {
@@ -604,15 +589,15 @@ static int file_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out, S
         *out = (VolumeInfo) { 0 };
         int r = query(pool, v, out, err);
         volume_info_fill_defaults(out);
-        return check_result(v, r, err);
+        return r;
 }
 
 /* At service start no operation runs: whatever a crash left goes. */
 static int file_volume_cleanup(void *pool, VolumeSpec *v, StorageError *err) {
         g_auto(Files) f = FILES_INIT;
         if (files_get(pool, v, false, &f, err) < 0)
-                return failed_for(v, err);
-        return check_result(v, remove_leftovers(&f, err), err);
+                return -1;
+        return remove_leftovers(&f, err);
 }
 
 static const char *const file_params[] = { "revisions_to_keep", "dir_path", NULL };
