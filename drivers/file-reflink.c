@@ -161,7 +161,7 @@ static int commit(const VolumeSpec *v, const Paths *p, const char *from, Storage
         int fd = fo_open_at(&p->d, from, O_RDONLY, err);
         if (fd < 0)
                 return -1;
-        int r = fsync(fd);
+        int r = test_seam_skip_flush("reflink-commit") ? 0 : fsync(fd);
         int e = errno;
         close(fd);
         if (r < 0)

@@ -32,3 +32,8 @@ void test_seam_slow(const char *vid) {
         if (slow && ms && vid && strcmp(slow, vid) == 0)
                 g_usleep(strtoul(ms, NULL, 10) * 1000);
 }
+
+bool test_seam_skip_flush(const char *point) {
+        const char *skip = getenv("QUBES_STORAGED_TEST_SKIP_FLUSH");
+        return skip && strcmp(skip, point) == 0;
+}

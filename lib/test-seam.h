@@ -10,8 +10,14 @@
  * QUBES_STORAGED_TEST_FICLONE_ERRNO=<errno>: every reflink attempt fails with it.
  * QUBES_STORAGED_TEST_SLOW_VID=<vid>, QUBES_STORAGED_TEST_SLOW_MS=<ms>: every
  *   storage operation on that volume waits first.
+ * QUBES_STORAGED_TEST_SKIP_FLUSH=<point>: a flush the crash-safety argument
+ *   needs is left out, so the power-loss suite (tests/powerloss) can show it
+ *   finds the damage. Points: reflink-commit (the fsync of the new data
+ *   before the rename that makes it a file-reflink volume's clean image).
  */
 #pragma once
+
+#include <stdbool.h>
 
 #define FO_FICLONE_ERRNO_ENV "QUBES_STORAGED_TEST_FICLONE_ERRNO"
 
@@ -20,3 +26,6 @@ void test_seam_pause(const char *point);
 int test_seam_ficlone_errno(void);
 /* Waits when vid is the slow volume. */
 void test_seam_slow(const char *vid);
+/* Whether the flush at that point is to be left out (never in the installed
+ * service). */
+bool test_seam_skip_flush(const char *point);
