@@ -10,6 +10,7 @@
 #include <glib.h>
 
 #include "bus.h"
+#include "manager.h"
 
 typedef struct Pending {
         char *path;
@@ -18,10 +19,6 @@ typedef struct Pending {
         uint64_t order;        /* of the first mark: signals go out in this order */
 } Pending;
 
-static GHashTable *pending; /* path -> Pending* */
-static uint64_t marks;
-static sd_event_source *flush_source;
-
 static void pending_free(Pending *p) {
         g_free(p->path);
         g_ptr_array_unref(p->props);
@@ -29,31 +26,31 @@ static void pending_free(Pending *p) {
 }
 
 static int on_flush(sd_event_source *s, void *userdata) {
-        bus_changes_flush();
+        bus_changes_flush(userdata);
         return 0;
 }
 
-static void schedule(void) {
-        if (flush_source)
+static void schedule(Manager *m) {
+        if (m->changes_flush)
                 return;
-        sd_event *event = sd_bus_get_event(bus_connection);
-        if (!event || sd_event_add_defer(event, &flush_source, on_flush, NULL) < 0)
-                bus_changes_flush(); /* no loop to wait for: at once */
+        sd_event *event = sd_bus_get_event(m->bus);
+        if (!event || sd_event_add_defer(event, &m->changes_flush, on_flush, m) < 0)
+                bus_changes_flush(m); /* no loop to wait for: at once */
 }
 
-void bus_changes_mark(const char *path, const char *interface, const char *const *props) {
-        if (!bus_connection || !props || !props[0])
+void bus_changes_mark(Manager *m, const char *path, const char *interface, const char *const *props) {
+        if (!m->bus || !props || !props[0])
                 return;
-        if (!pending)
-                pending = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) pending_free);
-        Pending *p = g_hash_table_lookup(pending, path);
+        if (!m->changes)
+                m->changes = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) pending_free);
+        Pending *p = g_hash_table_lookup(m->changes, path);
         if (!p) {
                 p = g_new0(Pending, 1);
                 p->path = g_strdup(path);
                 p->interface = interface;
                 p->props = g_ptr_array_new_with_free_func(g_free);
-                p->order = marks++;
-                g_hash_table_insert(pending, p->path, p);
+                p->order = m->changes_marks++;
+                g_hash_table_insert(m->changes, p->path, p);
         }
         for (size_t i = 0; props[i]; i++) {
                 bool known = false;
@@ -62,12 +59,12 @@ void bus_changes_mark(const char *path, const char *interface, const char *const
                 if (!known)
                         g_ptr_array_add(p->props, g_strdup(props[i]));
         }
-        schedule();
+        schedule(m);
 }
 
-void bus_changes_forget(const char *path) {
-        if (pending)
-                g_hash_table_remove(pending, path);
+void bus_changes_forget(Manager *m, const char *path) {
+        if (m->changes)
+                g_hash_table_remove(m->changes, path);
 }
 
 static int cmp_order(gconstpointer a, gconstpointer b) {
@@ -75,12 +72,12 @@ static int cmp_order(gconstpointer a, gconstpointer b) {
         return x->order < y->order ? -1 : x->order > y->order;
 }
 
-void bus_changes_flush(void) {
-        flush_source = sd_event_source_disable_unref(flush_source);
-        if (!pending || g_hash_table_size(pending) == 0)
+void bus_changes_flush(Manager *m) {
+        m->changes_flush = sd_event_source_disable_unref(m->changes_flush);
+        if (!m->changes || g_hash_table_size(m->changes) == 0)
                 return;
         /* What is marked while sending waits for the next flush. */
-        g_autoptr(GHashTable) sending = g_steal_pointer(&pending);
+        g_autoptr(GHashTable) sending = g_steal_pointer(&m->changes);
         g_autoptr(GPtrArray) list = g_ptr_array_sized_new(g_hash_table_size(sending));
         GHashTableIter it;
         gpointer v;
@@ -91,13 +88,13 @@ void bus_changes_flush(void) {
         for (guint i = 0; i < list->len; i++) {
                 Pending *p = list->pdata[i];
                 g_ptr_array_add(p->props, NULL);
-                if (bus_connection)
-                        sd_bus_emit_properties_changed_strv(bus_connection, p->path, p->interface,
+                if (m->bus)
+                        sd_bus_emit_properties_changed_strv(m->bus, p->path, p->interface,
                                                             (char **) p->props->pdata);
         }
 }
 
-void bus_changes_shutdown(void) {
-        bus_changes_flush();
-        g_clear_pointer(&pending, g_hash_table_unref);
+void bus_changes_shutdown(Manager *m) {
+        bus_changes_flush(m);
+        g_clear_pointer(&m->changes, g_hash_table_unref);
 }

@@ -59,7 +59,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 /* A caller left the bus (service/caller-uid.c tells): its jobs are cancelled. */
-static void on_caller_left(const char *owner) {
+static void on_caller_left(const char *owner, void *userdata) {
         GHashTableIter it;
         gpointer j;
         if (!running)
@@ -164,7 +164,7 @@ BusJob *bus_job_start(sd_bus_message *m, const char *operation, const char *obje
                 running = g_hash_table_new(g_direct_hash, g_direct_equal);
         g_hash_table_add(running, j);
         /* registered with the first job: nothing to cancel before */
-        caller_uid_on_leave(on_caller_left);
+        caller_uid_on_leave(on_caller_left, NULL);
         if (caller_uid_left(j->owner))
                 job_cancel(j); /* it left while its call waited */
         return j;

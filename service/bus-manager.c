@@ -8,10 +8,9 @@
 #include "caller-uid.h"
 #include "errors.h"
 #include "macros.h"
+#include "manager.h"
 #include "options.h"
 #include "paths.h"
-
-sd_bus *bus_connection;
 
 static int method_list_drivers(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         g_autoptr(sd_bus_message) reply = NULL;
@@ -34,7 +33,7 @@ static int method_list_drivers(sd_bus_message *m, void *userdata, sd_bus_error *
 
 static int method_list_pools(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         g_autoptr(sd_bus_message) reply = NULL;
-        g_autoptr(GPtrArray) pools = model_pools();
+        g_autoptr(GPtrArray) pools = model_pools(userdata);
         int r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "(so)");
@@ -52,7 +51,7 @@ static int method_get_pool(sd_bus_message *m, void *userdata, sd_bus_error *erro
         int r = sd_bus_message_read(m, "s", &name);
         if (r < 0)
                 return r;
-        Pool *p = model_find_pool(name);
+        Pool *p = model_find_pool(userdata, name);
         if (!p)
                 return error_set(error, SE_NO_SUCH_POOL, "Unknown storage pool %s", name);
         return sd_bus_reply_method_return(m, "o", p->object_path);
@@ -61,7 +60,7 @@ static int method_get_pool(sd_bus_message *m, void *userdata, sd_bus_error *erro
 /* The reply of a pool op: its object for AddPool, empty otherwise. */
 static void pool_op_reply(PoolOp *op, void *userdata) {
         sd_bus_message *m = userdata;
-        bus_changes_flush();
+        bus_changes_flush(op->pool->manager);
         if (op->err.code != SE_OK)
                 error_reply(m, &op->err);
         else if (op->kind == POP_ADD)
@@ -108,13 +107,13 @@ static int method_add_pool(sd_bus_message *m, void *userdata, sd_bus_error *erro
         r = read_options(m, &o, false, object, error);
         if (r < 0)
                 return r;
-        if (pool_name_taken(name))
+        if (pool_name_taken(userdata, name))
                 return error_set(error, SE_ALREADY_EXISTS, "Pool %s already exists", name);
         r = auth_check(m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", name, NULL }, o.no_user_interaction,
                        error);
         if (r <= 0)
                 return r < 0 ? r : 1;
-        PoolOp *op = pool_op_new_add(name, d, config, NULL, NULL, &serr);
+        PoolOp *op = pool_op_new_add(userdata, name, d, config, NULL, NULL, &serr);
         if (!op)
                 return error_take(error, &serr);
         return bus_submit_pool_op(m, op);
@@ -130,7 +129,7 @@ static int method_remove_pool(sd_bus_message *m, void *userdata, sd_bus_error *e
         r = read_options(m, &o, false, object, error);
         if (r < 0)
                 return r;
-        Pool *p = model_find_pool(name);
+        Pool *p = model_find_pool(userdata, name);
         if (!p || p->removed)
                 return error_set(error, SE_NO_SUCH_POOL, "Unknown storage pool %s", name);
         r = auth_check(m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", name, NULL }, o.no_user_interaction,
@@ -141,15 +140,15 @@ static int method_remove_pool(sd_bus_message *m, void *userdata, sd_bus_error *e
 }
 
 static int method_start_volumes(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return bus_volumes_batch(m, VOP_START, error);
+        return bus_volumes_batch(m, userdata, VOP_START, error);
 }
 
 static int method_stop_volumes(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return bus_volumes_batch(m, VOP_STOP, error);
+        return bus_volumes_batch(m, userdata, VOP_STOP, error);
 }
 
 static int method_verify_volumes(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return bus_volumes_batch(m, VOP_VERIFY, error);
+        return bus_volumes_batch(m, userdata, VOP_VERIFY, error);
 }
 
 static int property_version(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -181,7 +180,7 @@ static const sd_bus_vtable manager_vtable[] = {
 
 /* Every pool and volume object, for introspection and the ObjectManager. */
 static int enumerate_objects(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error) {
-        g_autoptr(GPtrArray) pools = model_pools();
+        g_autoptr(GPtrArray) pools = model_pools(userdata);
         GPtrArray *out = g_ptr_array_new();
         for (size_t i = 0; i < pools->len; i++) {
                 Pool *p = pools->pdata[i];
@@ -195,12 +194,13 @@ static int enumerate_objects(sd_bus *bus, const char *path, void *userdata, char
         return 1;
 }
 
-int bus_manager_register(sd_bus *bus) {
-        int r = sd_bus_add_object_vtable(bus, NULL, MANAGER_PATH, MANAGER_INTERFACE, manager_vtable, NULL);
+int bus_manager_register(Manager *m) {
+        sd_bus *bus = m->bus;
+        int r = sd_bus_add_object_vtable(bus, NULL, MANAGER_PATH, MANAGER_INTERFACE, manager_vtable, m);
         if (r >= 0)
                 r = sd_bus_add_object_manager(bus, NULL, MANAGER_PATH);
         if (r >= 0)
-                r = sd_bus_add_node_enumerator(bus, NULL, POOLS_PATH, enumerate_objects, NULL);
+                r = sd_bus_add_node_enumerator(bus, NULL, POOLS_PATH, enumerate_objects, m);
         if (r >= 0)
                 r = caller_uid_watch(bus);
         return r;

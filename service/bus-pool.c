@@ -8,6 +8,7 @@
 #include "bus.h"
 #include "errors.h"
 #include "macros.h"
+#include "manager.h"
 #include "options.h"
 #include "paths.h"
 #include "validate.h"
@@ -17,7 +18,7 @@ static int find_pool(sd_bus *bus, const char *path, const char *interface, void 
         g_autofree char *name = NULL;
         if (!parse_pool_path(path, &name))
                 return 0;
-        Pool *p = model_find_pool(name);
+        Pool *p = model_find_pool(userdata, name);
         if (!p)
                 return 0;
         *found = p;
@@ -238,23 +239,25 @@ static const sd_bus_vtable pool_vtable[] = {
         SD_BUS_VTABLE_END,
 };
 
-int bus_pool_register(sd_bus *bus) {
-        return sd_bus_add_fallback_vtable(bus, NULL, POOLS_PATH, POOL_INTERFACE, pool_vtable, find_pool, NULL);
+int bus_pool_register(Manager *m) {
+        return sd_bus_add_fallback_vtable(m->bus, NULL, POOLS_PATH, POOL_INTERFACE, pool_vtable, find_pool, m);
 }
 
 void bus_pool_added(Pool *p) {
-        bus_changes_forget(p->object_path);
-        if (bus_connection)
-                sd_bus_emit_interfaces_added(bus_connection, p->object_path, POOL_INTERFACE, NULL);
+        sd_bus *bus = p->manager->bus;
+        bus_changes_forget(p->manager, p->object_path);
+        if (bus)
+                sd_bus_emit_interfaces_added(bus, p->object_path, POOL_INTERFACE, NULL);
 }
 
 void bus_pool_removed(Pool *p) {
-        bus_changes_forget(p->object_path);
-        if (bus_connection)
-                sd_bus_emit_interfaces_removed(bus_connection, p->object_path, POOL_INTERFACE, NULL);
+        sd_bus *bus = p->manager->bus;
+        bus_changes_forget(p->manager, p->object_path);
+        if (bus)
+                sd_bus_emit_interfaces_removed(bus, p->object_path, POOL_INTERFACE, NULL);
 }
 
 void bus_pool_changed(Pool *p, const char *const *props) {
         if (!p->removed)
-                bus_changes_mark(p->object_path, POOL_INTERFACE, props);
+                bus_changes_mark(p->manager, p->object_path, POOL_INTERFACE, props);
 }

@@ -16,13 +16,14 @@
 #include "callers.h"
 #include "errors.h"
 #include "macros.h"
+#include "manager.h"
 #include "options.h"
 #include "paths.h"
 #include "validate.h"
 
 static int find_volume(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
                        sd_bus_error *error) {
-        Volume *v = model_find_volume_by_path(path);
+        Volume *v = model_find_volume_by_path(userdata, path);
         if (!v)
                 return 0;
         *found = v;
@@ -107,7 +108,7 @@ typedef struct Call {
 static void reply_single(VolumeOp *op, void *userdata) {
         Call *c = userdata;
         sd_bus_message *m = c->message;
-        bus_changes_flush();
+        bus_changes_flush(op->volume->pool->manager);
         if (c->job)
                 bus_job_finish(c->job, &op->err);
         callers_op_done(m, op);
@@ -312,7 +313,7 @@ static int method_import(sd_bus_message *m, void *userdata, sd_bus_error *error)
 
 /* Staged imports the caller (and its uid) holds, counted against the
  * record of who staged what (service/callers.c). */
-static int check_import_limits(sd_bus_message *m, sd_bus_error *error) {
+static int check_import_limits(sd_bus_message *m, Manager *manager, sd_bus_error *error) {
         const char *sender = callers_owner_of(m);
         uid_t uid;
         if (caller_uid_cached(sender, &uid) < 0)
@@ -320,8 +321,8 @@ static int check_import_limits(sd_bus_message *m, sd_bus_error *error) {
                                  sender ? sender : "(none)");
         if (uid == 0)
                 return 0;
-        unsigned by_name = callers_count(sender, HOLDING_IMPORT), by_uid = 0;
-        g_autoptr(GPtrArray) pools = model_pools();
+        unsigned by_name = callers_count(manager, sender, HOLDING_IMPORT), by_uid = 0;
+        g_autoptr(GPtrArray) pools = model_pools(manager);
         for (guint i = 0; i < pools->len; i++) {
                 g_autoptr(GPtrArray) vols = pool_volumes_sorted(pools->pdata[i]);
                 for (guint j = 0; j < vols->len; j++) {
@@ -348,7 +349,7 @@ static int method_import_begin(sd_bus_message *m, void *userdata, sd_bus_error *
         if (r <= 0)
                 return r < 0 ? r : 1;
         op->size = size;
-        r = check_import_limits(m, error);
+        r = check_import_limits(m, v->pool->manager, error);
         if (r < 0) {
                 volume_op_free(op);
                 return r;
@@ -378,7 +379,7 @@ static int method_import_volume(sd_bus_message *m, void *userdata, sd_bus_error 
         int r = sd_bus_message_read(m, "o", &source);
         if (r < 0)
                 return r;
-        Volume *src = model_find_volume_by_path(source);
+        Volume *src = model_find_volume_by_path(v->pool->manager, source);
         if (!src)
                 return error_set(error, SE_NO_SUCH_VOLUME, "No source volume at %s for %s:%s", source, v->pool->name,
                                  v->spec->vid);
@@ -430,7 +431,7 @@ static void batch_one_done(VolumeOp *op, void *userdata) {
                 se_move(&b->err, &op->err);
         if (--b->remaining > 0)
                 return;
-        bus_changes_flush();
+        bus_changes_flush(op->volume->pool->manager);
         if (b->err.code != SE_OK)
                 error_reply(b->message, &b->err);
         else
@@ -440,7 +441,7 @@ static void batch_one_done(VolumeOp *op, void *userdata) {
         g_free(b);
 }
 
-int bus_volumes_batch(sd_bus_message *m, VolumeOpKind kind, sd_bus_error *error) {
+int bus_volumes_batch(sd_bus_message *m, Manager *manager, VolumeOpKind kind, sd_bus_error *error) {
         g_auto(GStrv) paths = NULL;
         int r = sd_bus_message_read_strv(m, &paths);
         if (r < 0)
@@ -452,7 +453,7 @@ int bus_volumes_batch(sd_bus_message *m, VolumeOpKind kind, sd_bus_error *error)
         size_t n = paths ? g_strv_length(paths) : 0;
         g_autofree Volume **vols = g_new0(Volume *, n + 1);
         for (size_t i = 0; i < n; i++) {
-                vols[i] = model_find_volume_by_path(paths[i]);
+                vols[i] = model_find_volume_by_path(manager, paths[i]);
                 if (!vols[i])
                         return error_set(error, SE_NO_SUCH_VOLUME, "No volume at %s", paths[i]);
         }
@@ -536,34 +537,37 @@ static const sd_bus_vtable volume_vtable[] = {
         SD_BUS_VTABLE_END,
 };
 
-int bus_volume_register(sd_bus *bus) {
-        return sd_bus_add_fallback_vtable(bus, NULL, POOLS_PATH, VOLUME_INTERFACE, volume_vtable, find_volume, NULL);
+int bus_volume_register(Manager *m) {
+        return sd_bus_add_fallback_vtable(m->bus, NULL, POOLS_PATH, VOLUME_INTERFACE, volume_vtable, find_volume, m);
 }
 
 void bus_volume_added(Volume *v) {
-        bus_changes_forget(v->object_path);
-        if (bus_connection)
-                sd_bus_emit_interfaces_added(bus_connection, v->object_path, VOLUME_INTERFACE, NULL);
+        Manager *m = v->pool->manager;
+        bus_changes_forget(m, v->object_path);
+        if (m->bus)
+                sd_bus_emit_interfaces_added(m->bus, v->object_path, VOLUME_INTERFACE, NULL);
 }
 
 void bus_volume_removed(Volume *v) {
-        bus_changes_forget(v->object_path);
-        if (bus_connection)
-                sd_bus_emit_interfaces_removed(bus_connection, v->object_path, VOLUME_INTERFACE, NULL);
+        Manager *m = v->pool->manager;
+        bus_changes_forget(m, v->object_path);
+        if (m->bus)
+                sd_bus_emit_interfaces_removed(m->bus, v->object_path, VOLUME_INTERFACE, NULL);
 }
 
 void bus_volume_changed(Volume *v, const char *const *props) {
-        bus_changes_mark(v->object_path, VOLUME_INTERFACE, props);
+        bus_changes_mark(v->pool->manager, v->object_path, VOLUME_INTERFACE, props);
 }
 
 void bus_volume_size_changed(Volume *v, uint64_t old_size, uint64_t new_size) {
-        if (bus_connection)
-                sd_bus_emit_signal(bus_connection, v->object_path, VOLUME_INTERFACE, "SizeChanged", "tt", old_size,
-                                   new_size);
+        sd_bus *bus = v->pool->manager->bus;
+        if (bus)
+                sd_bus_emit_signal(bus, v->object_path, VOLUME_INTERFACE, "SizeChanged", "tt", old_size, new_size);
 }
 
 void bus_volume_exported(Volume *v, const char *path, bool ended) {
-        if (bus_connection)
-                sd_bus_emit_signal(bus_connection, v->object_path, VOLUME_INTERFACE, ended ? "ExportEnded" : "Exported",
-                                   "s", path);
+        sd_bus *bus = v->pool->manager->bus;
+        if (bus)
+                sd_bus_emit_signal(bus, v->object_path, VOLUME_INTERFACE, ended ? "ExportEnded" : "Exported", "s",
+                                   path);
 }

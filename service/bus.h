@@ -11,11 +11,10 @@
 #define POOL_INTERFACE "org.qubes.Storage1.Pool"
 #define VOLUME_INTERFACE "org.qubes.Storage1.Volume"
 
-extern sd_bus *bus_connection;
-
-int bus_manager_register(sd_bus *bus);
-int bus_pool_register(sd_bus *bus);
-int bus_volume_register(sd_bus *bus);
+/* On m->bus, with m as the userdata of every handler that has no object. */
+int bus_manager_register(Manager *m);
+int bus_pool_register(Manager *m);
+int bus_volume_register(Manager *m);
 
 /* Model notifications turned into signals (bus-pool.c, bus-volume.c). */
 void bus_pool_added(Pool *p);
@@ -31,10 +30,10 @@ void bus_volume_exported(Volume *v, const char *path, bool ended);
  * an object; one signal per object goes out on the next loop iteration, or
  * at flush, which every method reply that may follow a change calls first.
  * forget: the object was announced or withdrawn as a whole. */
-void bus_changes_mark(const char *path, const char *interface, const char *const *props);
-void bus_changes_forget(const char *path);
-void bus_changes_flush(void);
-void bus_changes_shutdown(void);
+void bus_changes_mark(Manager *m, const char *path, const char *interface, const char *const *props);
+void bus_changes_forget(Manager *m, const char *path);
+void bus_changes_flush(Manager *m);
+void bus_changes_shutdown(Manager *m);
 
 /* Submits a pool op that replies to m when it completes (empty reply, or
  * "o" for add). */
@@ -44,4 +43,4 @@ int bus_submit_pool_op(sd_bus_message *m, PoolOp *op);
 int bus_submit_volume_op(sd_bus_message *m, VolumeOp *op);
 /* Operation on many volumes in parallel; replies when all are done, with
  * the error of one failure if any failed. */
-int bus_volumes_batch(sd_bus_message *m, VolumeOpKind kind, sd_bus_error *error);
+int bus_volumes_batch(sd_bus_message *m, Manager *manager, VolumeOpKind kind, sd_bus_error *error);

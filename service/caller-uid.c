@@ -23,7 +23,10 @@ static void message_unref(gpointer m) {
 }
 static sd_bus_slot *owner_match;
 static unsigned waiting_total;
-static CallerLeftFn listeners[4];
+static struct {
+        CallerLeftFn fn;
+        void *userdata;
+} listeners[4];
 static unsigned n_listeners;
 
 static void entry_free(Entry *e) {
@@ -48,7 +51,7 @@ static int on_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *err
         else
                 g_hash_table_remove(cache, name);
         for (unsigned i = 0; i < n_listeners; i++)
-                listeners[i](name);
+                listeners[i].fn(name, listeners[i].userdata);
         return 0;
 }
 
@@ -137,12 +140,13 @@ bool caller_uid_left(const char *name) {
         return !e || e->gone;
 }
 
-void caller_uid_on_leave(CallerLeftFn fn) {
+void caller_uid_on_leave(CallerLeftFn fn, void *userdata) {
         for (unsigned i = 0; i < n_listeners; i++)
-                if (listeners[i] == fn)
+                if (listeners[i].fn == fn && listeners[i].userdata == userdata)
                         return;
         g_assert(n_listeners < G_N_ELEMENTS(listeners));
-        listeners[n_listeners++] = fn;
+        listeners[n_listeners].fn = fn;
+        listeners[n_listeners++].userdata = userdata;
 }
 
 unsigned caller_uid_waiting(void) {

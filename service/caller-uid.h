@@ -32,9 +32,10 @@ int caller_uid_cached(const char *name, uid_t *uid);
 bool caller_uid_left(const char *name);
 
 /* fn runs with the unique name of each caller that leaves the bus after
- * having made a call (at most 4 listeners; adding one twice adds it once). */
-typedef void (*CallerLeftFn)(const char *name);
-void caller_uid_on_leave(CallerLeftFn fn);
+ * having made a call (at most 4 listeners; adding one twice, with the same
+ * userdata, adds it once). */
+typedef void (*CallerLeftFn)(const char *name, void *userdata);
+void caller_uid_on_leave(CallerLeftFn fn, void *userdata);
 
 /* Calls waiting for a uid. */
 unsigned caller_uid_waiting(void);

@@ -25,9 +25,9 @@ static void release_one(Volume *v, VolumeOpKind kind, const char *owner, const c
 }
 
 /* Discards the imports owner staged and ends its exports; how many. */
-static unsigned release(const char *owner) {
+static unsigned release(Manager *m, const char *owner) {
         unsigned n = 0;
-        g_autoptr(GPtrArray) pools = model_pools();
+        g_autoptr(GPtrArray) pools = model_pools(m);
         for (guint i = 0; i < pools->len; i++) {
                 g_autoptr(GPtrArray) vols = pool_volumes_sorted(pools->pdata[i]);
                 for (guint j = 0; j < vols->len; j++) {
@@ -49,8 +49,8 @@ static unsigned release(const char *owner) {
 }
 
 /* A caller left the bus (service/caller-uid.c tells). */
-static void on_left(const char *owner) {
-        unsigned n = release(owner);
+static void on_left(const char *owner, void *userdata) {
+        unsigned n = release(userdata, owner);
         if (n > 0)
                 g_message("Caller %s left the bus: releasing the %u imports and exports it held", owner, n);
 }
@@ -59,17 +59,18 @@ void callers_op_done(sd_bus_message *m, VolumeOp *op) {
         if (op->err.code != SE_OK || !op->owner || (op->kind != VOP_IMPORT_BEGIN && op->kind != VOP_EXPORT))
                 return;
         /* registered with the first holding: nothing to release before */
-        caller_uid_on_leave(on_left);
+        Manager *manager = op->volume->pool->manager;
+        caller_uid_on_leave(on_left, manager);
         if (caller_uid_left(op->owner)) {
                 g_message("Caller %s left the bus before its %s was answered: releasing it", op->owner,
                           volume_op_name(op->kind));
-                release(op->owner);
+                release(manager, op->owner);
         }
 }
 
-unsigned callers_count(const char *owner, HoldingKind kind) {
+unsigned callers_count(Manager *m, const char *owner, HoldingKind kind) {
         unsigned n = 0;
-        g_autoptr(GPtrArray) pools = model_pools();
+        g_autoptr(GPtrArray) pools = model_pools(m);
         for (guint i = 0; i < pools->len; i++) {
                 g_autoptr(GPtrArray) vols = pool_volumes_sorted(pools->pdata[i]);
                 for (guint j = 0; j < vols->len; j++) {
@@ -83,6 +84,6 @@ unsigned callers_count(const char *owner, HoldingKind kind) {
         return n;
 }
 
-unsigned callers_holdings(void) {
-        return callers_count(NULL, HOLDING_IMPORT) + callers_count(NULL, HOLDING_EXPORT);
+unsigned callers_holdings(Manager *m) {
+        return callers_count(m, NULL, HOLDING_IMPORT) + callers_count(m, NULL, HOLDING_EXPORT);
 }

@@ -30,6 +30,6 @@ const char *callers_owner_of(sd_bus_message *m);
 void callers_op_done(sd_bus_message *m, VolumeOp *op);
 
 /* Holdings of one kind of one caller (owner NULL: of everyone). */
-unsigned callers_count(const char *owner, HoldingKind kind);
+unsigned callers_count(Manager *m, const char *owner, HoldingKind kind);
 /* Everything held by anyone: imports staged and exports open. */
-unsigned callers_holdings(void);
+unsigned callers_holdings(Manager *m);

@@ -16,6 +16,7 @@
 #include "errors.h"
 #include "caller-limits.h"
 #include "macros.h"
+#include "manager.h"
 #include "pool-ops.h"
 
 #define BUS_NAME "org.qubes.Storage1"
@@ -125,30 +126,25 @@ static int open_bus(sd_bus **ret) {
 }
 
 /* Exit when idle: no call for exit_idle_usec, nothing in flight (jobs,
- * polkit queries) and nothing held by a caller (staged imports, exports). The name is released first, so that a call arriving now
- * activates a new instance; the state is on disk already. */
-static struct {
-        uint64_t last_activity;
-        sd_event_source *timer;
-        bool releasing;
-        bool stopping;            /* SIGTERM: draining */
-} idle;
-
+ * polkit queries) and nothing held by a caller (staged imports, exports).
+ * The name is released first, so that a call arriving now activates a new
+ * instance; the state is on disk already. */
 static int on_message(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        sd_event_now(sd_bus_get_event(sd_bus_message_get_bus(m)), CLOCK_MONOTONIC, &idle.last_activity);
+        Manager *manager = userdata;
+        sd_event_now(manager->event, CLOCK_MONOTONIC, &manager->last_activity);
         return 0;
 }
 
 static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        sd_bus *bus = userdata;
-        bool busy = tasks_pending() > 0 || auth_pending() > 0 || callers_holdings() > 0;
-        uint64_t due = idle.last_activity + arg.exit_idle_usec;
-        if (!busy && idle.releasing)
+        Manager *m = userdata;
+        bool busy = tasks_pending() > 0 || auth_pending() > 0 || callers_holdings(m) > 0;
+        uint64_t due = m->last_activity + arg.exit_idle_usec;
+        if (!busy && m->releasing)
                 return sd_event_exit(sd_event_source_get_event(s), 0);
         if (!busy && usec >= due) {
                 fprintf(stderr, "Idle for %" PRIu64 " s: exiting\n", (uint64_t) (arg.exit_idle_usec / USEC_PER_SEC));
-                sd_bus_release_name(bus, BUS_NAME);
-                idle.releasing = true;
+                sd_bus_release_name(m->bus, BUS_NAME);
+                m->releasing = true;
                 due = usec + 100 * USEC_PER_MSEC; /* let queued calls finish */
         } else if (busy || due <= usec)
                 due = usec + USEC_PER_SEC;
@@ -156,15 +152,15 @@ static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 }
 
-static int setup_exit_idle(sd_event *event, sd_bus *bus) {
+static int setup_exit_idle(Manager *m) {
         if (arg.exit_idle_usec == 0)
                 return 0;
-        sd_event_now(event, CLOCK_MONOTONIC, &idle.last_activity);
-        int r = sd_bus_add_filter(bus, NULL, on_message, NULL);
+        sd_event_now(m->event, CLOCK_MONOTONIC, &m->last_activity);
+        int r = sd_bus_add_filter(m->bus, NULL, on_message, m);
         if (r < 0)
                 return r;
-        return sd_event_add_time(event, &idle.timer, CLOCK_MONOTONIC, idle.last_activity + arg.exit_idle_usec, 0,
-                                 on_idle_timer, bus);
+        return sd_event_add_time(m->event, &m->idle_timer, CLOCK_MONOTONIC, m->last_activity + arg.exit_idle_usec, 0,
+                                 on_idle_timer, m);
 }
 
 /* SIGTERM/SIGINT: running jobs are cancelled (they stop at their next safe
@@ -180,12 +176,13 @@ static int on_drain_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
         sd_event *event = sd_event_source_get_event(s);
         uint64_t now;
-        if (idle.stopping)
+        if (m->stopping)
                 return 0;
-        idle.stopping = true;
-        pool_ops_shutdown();
+        m->stopping = true;
+        pool_ops_shutdown(m);
         auth_refuse_new("qubes-storaged is stopping");
         bus_jobs_cancel_all();
         fprintf(stderr, "Stopping: cancelling jobs, waiting for %u operation(s) and %u authorization(s) in progress\n",
@@ -218,12 +215,12 @@ int main(int argc, char **argv) {
         int r = parse_args(argc, argv);
         if (r < 0)
                 return EXIT_FAILURE;
-        model_state_dir = arg.state_dir;
+        Manager manager = { .state_dir = arg.state_dir };
         limits_raise_nofile();
         /* libblockdev sets environment variables: before any thread starts */
         drivers_init();
 
-        if (pool_ops_load(arg.state_dir, arg.base_dir) < 0)
+        if (pool_ops_load(&manager, arg.base_dir) < 0)
                 return EXIT_FAILURE;
 
         g_autoptr(sd_event) event = NULL;
@@ -235,14 +232,15 @@ int main(int argc, char **argv) {
         sigprocmask(SIG_BLOCK, &mask, NULL);
 
         r = sd_event_default(&event);
+        manager.event = event;
         if (r >= 0)
-                r = sd_event_add_signal(event, NULL, SIGTERM, on_stop_signal, NULL);
+                r = sd_event_add_signal(event, NULL, SIGTERM, on_stop_signal, &manager);
         if (r >= 0)
-                r = sd_event_add_signal(event, NULL, SIGINT, on_stop_signal, NULL);
+                r = sd_event_add_signal(event, NULL, SIGINT, on_stop_signal, &manager);
         if (r >= 0)
                 r = tasks_init(event, WORKER_THREADS, DATA_WORKER_THREADS);
         if (r >= 0)
-                r = pool_ops_init(event);
+                r = pool_ops_init(&manager);
         if (r < 0) {
                 fprintf(stderr, "Cannot set up the event loop: %s\n", strerror(-r));
                 return EXIT_FAILURE;
@@ -252,26 +250,26 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "Cannot connect to the %s bus: %s\n", arg.bus, strerror(-r));
                 return EXIT_FAILURE;
         }
+        manager.bus = bus;
         r = errors_register();
         if (r >= 0)
-                r = bus_manager_register(bus);
+                r = bus_manager_register(&manager);
         if (r >= 0)
-                r = bus_pool_register(bus);
+                r = bus_pool_register(&manager);
         if (r >= 0)
-                r = bus_volume_register(bus);
+                r = bus_volume_register(&manager);
         if (r >= 0)
                 r = sd_bus_match_signal(bus, NULL, NULL, "/org/freedesktop/DBus/Local", "org.freedesktop.DBus.Local",
                                         "Disconnected", on_disconnected, event);
         if (r >= 0)
                 r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
         if (r >= 0)
-                r = setup_exit_idle(event, bus);
+                r = setup_exit_idle(&manager);
         if (r < 0) {
                 fprintf(stderr, "Cannot publish the objects: %s\n", strerror(-r));
                 return EXIT_FAILURE;
         }
-        bus_connection = bus;
-        model_set_hooks(&bus_hooks);
+        manager.hooks = bus_hooks;
         r = sd_bus_request_name(bus, BUS_NAME, 0);
         if (r < 0) {
                 fprintf(stderr, "Cannot own %s: %s\n", BUS_NAME, strerror(-r));
@@ -280,10 +278,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "qubes-storaged %s: serving %s on the %s bus, state in %s\n", VERSION, BUS_NAME, arg.bus,
                 arg.state_dir);
         r = sd_event_loop(event);
-        bus_changes_shutdown();
-        bus_connection = NULL;
-        idle.timer = sd_event_source_disable_unref(idle.timer);
-        pool_ops_shutdown();
+        bus_changes_shutdown(&manager);
+        manager.bus = NULL;
+        manager.idle_timer = sd_event_source_disable_unref(manager.idle_timer);
+        pool_ops_shutdown(&manager);
         tasks_shutdown(); /* runs what finished meanwhile: before what it may use goes */
         auth_shutdown();
         if (r == -ECONNRESET)

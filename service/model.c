@@ -5,26 +5,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "manager.h"
 #include "paths.h"
 
-const char *model_state_dir;
-
-static ModelHooks hooks;
-static GHashTable *pools; /* name -> Pool* */
-
-void model_set_hooks(const ModelHooks *h) {
-        hooks = *h;
+static GHashTable *pools_table(Manager *m) {
+        if (!m->pools)
+                m->pools = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) pool_unref);
+        return m->pools;
 }
 
-static GHashTable *pools_table(void) {
-        if (!pools)
-                pools = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) pool_unref);
-        return pools;
-}
-
-Pool *pool_new(const char *name, const Driver *driver, void *drv, GHashTable *config, int revisions_to_keep) {
+Pool *pool_new(Manager *m, const char *name, const Driver *driver, void *drv, GHashTable *config, int revisions_to_keep) {
         Pool *p = g_new0(Pool, 1);
         p->ref = 1;
+        p->manager = m;
         p->name = g_strdup(name);
         p->object_path = pool_object_path(name);
         p->driver = driver;
@@ -59,9 +52,9 @@ void pool_unref(Pool *p) {
 }
 
 void model_add_pool(Pool *p) {
-        g_hash_table_insert(pools_table(), p->name, p);
-        if (hooks.pool_added)
-                hooks.pool_added(p);
+        g_hash_table_insert(pools_table(p->manager), p->name, p);
+        if (p->manager->hooks.pool_added)
+                p->manager->hooks.pool_added(p);
 }
 
 void model_remove_pool(Pool *p) {
@@ -71,13 +64,13 @@ void model_remove_pool(Pool *p) {
         g_autoptr(GPtrArray) vols = pool_volumes_sorted(p);
         for (size_t i = 0; i < vols->len; i++)
                 model_remove_volume(vols->pdata[i]);
-        if (hooks.pool_removed)
-                hooks.pool_removed(p);
-        g_hash_table_remove(pools_table(), p->name);
+        if (p->manager->hooks.pool_removed)
+                p->manager->hooks.pool_removed(p);
+        g_hash_table_remove(pools_table(p->manager), p->name);
 }
 
-Pool *model_find_pool(const char *name) {
-        return g_hash_table_lookup(pools_table(), name);
+Pool *model_find_pool(Manager *m, const char *name) {
+        return g_hash_table_lookup(pools_table(m), name);
 }
 
 static int cmp_pool(gconstpointer a, gconstpointer b) {
@@ -99,8 +92,8 @@ static GPtrArray *sorted_values(GHashTable *t, GCompareFunc cmp) {
         return a;
 }
 
-GPtrArray *model_pools(void) {
-        return sorted_values(pools_table(), cmp_pool);
+GPtrArray *model_pools(Manager *m) {
+        return sorted_values(pools_table(m), cmp_pool);
 }
 
 GPtrArray *pool_volumes_sorted(Pool *p) {
@@ -130,8 +123,8 @@ void pool_set_usage(Pool *p, const PoolUsage *u) {
                 changed[n++] = "UsageDetails";
         changed[n] = NULL;
         p->usage = *u;
-        if (n > 0 && hooks.pool_changed)
-                hooks.pool_changed(p, changed);
+        if (n > 0 && p->manager->hooks.pool_changed)
+                p->manager->hooks.pool_changed(p, changed);
 }
 
 void pool_set_config(Pool *p, GHashTable *config, int revisions_to_keep) {
@@ -139,8 +132,8 @@ void pool_set_config(Pool *p, GHashTable *config, int revisions_to_keep) {
         g_hash_table_unref(p->config);
         p->config = g_hash_table_ref(config);
         p->revisions_to_keep = revisions_to_keep;
-        if (changed && hooks.pool_changed)
-                hooks.pool_changed(p, (const char *const[]) { "RevisionsToKeep", "Config", NULL });
+        if (changed && p->manager->hooks.pool_changed)
+                p->manager->hooks.pool_changed(p, (const char *const[]) { "RevisionsToKeep", "Config", NULL });
 }
 
 Volume *volume_new(Pool *pool, VolumeSpec *spec, bool started) {
@@ -178,27 +171,29 @@ void volume_unref(Volume *v) {
 
 void model_add_volume(Volume *v) {
         g_hash_table_insert(v->pool->volumes, v->spec->vid, v);
-        if (hooks.volume_added)
-                hooks.volume_added(v);
+        const ModelHooks *hooks = &v->pool->manager->hooks;
+        if (hooks->volume_added)
+                hooks->volume_added(v);
 }
 
 void model_remove_volume(Volume *v) {
         v->removed = true;
-        if (hooks.volume_removed)
-                hooks.volume_removed(v);
+        const ModelHooks *hooks = &v->pool->manager->hooks;
+        if (hooks->volume_removed)
+                hooks->volume_removed(v);
         g_hash_table_remove(v->pool->volumes, v->spec->vid);
 }
 
-Volume *model_find_volume(const char *pool, const char *vid) {
-        Pool *p = model_find_pool(pool);
+Volume *model_find_volume(Manager *m, const char *pool, const char *vid) {
+        Pool *p = model_find_pool(m, pool);
         return p ? g_hash_table_lookup(p->volumes, vid) : NULL;
 }
 
-Volume *model_find_volume_by_path(const char *object_path) {
+Volume *model_find_volume_by_path(Manager *m, const char *object_path) {
         g_autofree char *pool = NULL, *vid = NULL;
         if (!parse_volume_path(object_path, &pool, &vid))
                 return NULL;
-        return model_find_volume(pool, vid);
+        return model_find_volume(m, pool, vid);
 }
 
 static bool revisions_equal(const VolumeInfo *a, const VolumeInfo *b) {
@@ -273,10 +268,11 @@ void volume_update(Volume *v, VolumeSpec *spec, bool started, VolumeInfo *info) 
         changed[n] = NULL;
         if (!volume_published(v))
                 return;
-        if (old_size != v->info.size && hooks.volume_size_changed)
-                hooks.volume_size_changed(v, old_size, v->info.size);
-        if (n > 0 && hooks.volume_changed)
-                hooks.volume_changed(v, changed);
+        const ModelHooks *hooks = &v->pool->manager->hooks;
+        if (old_size != v->info.size && hooks->volume_size_changed)
+                hooks->volume_size_changed(v, old_size, v->info.size);
+        if (n > 0 && hooks->volume_changed)
+                hooks->volume_changed(v, changed);
 }
 
 void volume_set_info(Volume *v, VolumeInfo *info) {
@@ -297,8 +293,9 @@ void volume_add_export(Volume *v, const char *path, bool stable, const char *own
         e->stable = stable;
         e->owner = g_strdup(owner);
         g_ptr_array_add(v->exports, e);
-        if (hooks.volume_exported)
-                hooks.volume_exported(v, path, false);
+        const ModelHooks *hooks = &v->pool->manager->hooks;
+        if (hooks->volume_exported)
+                hooks->volume_exported(v, path, false);
 }
 
 Export *volume_find_export(Volume *v, const char *path, const char *owner) {
@@ -316,8 +313,9 @@ bool volume_remove_export(Volume *v, const char *path, const char *owner) {
                 return false;
         g_autofree char *ended = g_strdup(e->path);
         g_ptr_array_remove(v->exports, e);
-        if (hooks.volume_exported && !v->removed)
-                hooks.volume_exported(v, ended, true);
+        const ModelHooks *hooks = &v->pool->manager->hooks;
+        if (hooks->volume_exported && !v->removed)
+                hooks->volume_exported(v, ended, true);
         return true;
 }
 

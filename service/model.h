@@ -9,6 +9,7 @@
 #include "driver.h"
 #include "jobs.h"
 
+typedef struct Manager Manager; /* manager.h */
 typedef struct Pool Pool;
 typedef struct Export {
         char *path;
@@ -19,6 +20,7 @@ typedef struct Volume Volume;
 
 struct Pool {
         unsigned ref;
+        Manager *manager;
         char *name;
         char *object_path;
         const Driver *driver;
@@ -66,12 +68,8 @@ typedef struct ModelHooks {
         void (*volume_exported)(Volume *v, const char *path, bool ended);
 } ModelHooks;
 
-extern const char *model_state_dir;
-
-void model_set_hooks(const ModelHooks *hooks);
-
 /* Pools */
-Pool *pool_new(const char *name, const Driver *driver, void *drv, GHashTable *config, int revisions_to_keep);
+Pool *pool_new(Manager *m, const char *name, const Driver *driver, void *drv, GHashTable *config, int revisions_to_keep);
 /* revisions_to_keep n within what driver d keeps? what names the object
  * ("pool P", "volume P:V"). */
 int revisions_check(const Driver *d, int n, const char *what, StorageError *err);
@@ -79,9 +77,9 @@ Pool *pool_ref(Pool *p);
 void pool_unref(Pool *p);
 void model_add_pool(Pool *p);          /* takes the reference */
 void model_remove_pool(Pool *p);
-Pool *model_find_pool(const char *name);
+Pool *model_find_pool(Manager *m, const char *name);
 /* Sorted by name; the array does not own the pools. */
-GPtrArray *model_pools(void);
+GPtrArray *model_pools(Manager *m);
 /* Sorted by vid; the array does not own the volumes. */
 GPtrArray *pool_volumes_sorted(Pool *p);
 unsigned pool_created_volumes(Pool *p);
@@ -96,8 +94,8 @@ Volume *volume_ref(Volume *v);
 void volume_unref(Volume *v);
 void model_add_volume(Volume *v);      /* takes the reference */
 void model_remove_volume(Volume *v);
-Volume *model_find_volume(const char *pool, const char *vid);
-Volume *model_find_volume_by_path(const char *object_path);
+Volume *model_find_volume(Manager *m, const char *pool, const char *vid);
+Volume *model_find_volume_by_path(Manager *m, const char *object_path);
 /* The one update of a volume after an operation: its attributes (spec and
  * started, unless spec is NULL) and what the storage said (info, unless
  * NULL); takes both. Announces what changed with one volume_changed, and

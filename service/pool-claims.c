@@ -24,10 +24,10 @@ static void claim_free(Claim *c) {
         g_free(c);
 }
 
-PoolClaims *pool_claims_snapshot(void) {
+PoolClaims *pool_claims_snapshot(Manager *m) {
         PoolClaims *c = g_new0(PoolClaims, 1);
         c->pools = g_ptr_array_new_with_free_func((GDestroyNotify) claim_free);
-        g_autoptr(GPtrArray) pools = model_pools();
+        g_autoptr(GPtrArray) pools = model_pools(m);
         for (size_t i = 0; i < pools->len; i++) {
                 Pool *p = pools->pdata[i];
                 Claim *cl = g_new0(Claim, 1);

@@ -7,12 +7,13 @@
 #include <glib.h>
 
 #include "driver.h"
+#include "model.h"
 #include "storage-error.h"
 
 typedef struct PoolClaims PoolClaims;
 
 /* Loop thread: every pool of the model, as it is now. */
-PoolClaims *pool_claims_snapshot(void);
+PoolClaims *pool_claims_snapshot(Manager *m);
 void pool_claims_free(PoolClaims *c);
 
 /* Worker: 0 when the new pool (name, driver d, normalised config) shares no

@@ -4,16 +4,11 @@
 #include <string.h>
 
 #include "macros.h"
+#include "manager.h"
 #include "store.h"
 #include "usage.h"
 #include "validate.h"
 #include "volume-ops.h"
-
-/* AddPool ops run one at a time: each sees the pools added before it. */
-static TaskQueue *add_queue;
-/* Names of pools being added, so that two AddPool calls cannot race. */
-static GHashTable *adding;
-static sd_event_source *periodic;
 
 int pool_add_check(const char *name, const char *driver, const Driver **d, StorageError *err) {
         if (!valid_pool_name(name))
@@ -24,13 +19,13 @@ int pool_add_check(const char *name, const char *driver, const Driver **d, Stora
         return 0;
 }
 
-bool pool_name_taken(const char *name) {
-        return model_find_pool(name) || (adding && g_hash_table_contains(adding, name));
+bool pool_name_taken(Manager *m, const char *name) {
+        return model_find_pool(m, name) || (m->adding && g_hash_table_contains(m->adding, name));
 }
 
 /* Checks the parameters against the driver (normalising config in place,
  * filling revisions_to_keep) and opens the driver's pool. No I/O. */
-static Pool *pool_open_config(const char *name, const Driver *d, GHashTable *config, StorageError *err) {
+static Pool *pool_open_config(Manager *m, const char *name, const Driver *d, GHashTable *config, StorageError *err) {
         GHashTableIter it;
         gpointer k;
         g_hash_table_iter_init(&it, config);
@@ -60,7 +55,7 @@ static Pool *pool_open_config(const char *name, const Driver *d, GHashTable *con
                 se_clear(&e);
                 return NULL;
         }
-        return pool_new(name, d, drv, config, revisions);
+        return pool_new(m, name, d, drv, config, revisions);
 }
 
 /* Loop side: queues a VOP_QUERY for every volume of the pool. */
@@ -73,26 +68,27 @@ static void pool_refresh_volumes(Pool *p) {
 static void op_prepare(Task *t) {
         PoolOp *op = (PoolOp *) t;
         if (op->kind == POP_ADD)
-                op->others = pool_claims_snapshot();
+                op->others = pool_claims_snapshot(op->pool->manager);
 }
 
 static void op_work(Task *t) {
         PoolOp *op = (PoolOp *) t;
         Pool *p = op->pool;
+        const char *state_dir = p->manager->state_dir;
         switch (op->kind) {
         case POP_ADD:
                 if (pool_claims_check(op->others, p->name, p->driver, p->config, &op->err) < 0)
                         return;
                 if (p->driver->pool_setup(p->drv, &op->err) < 0)
                         return;
-                if (store_save_pool(model_state_dir, p->name, p->driver->name, p->config, &op->err) == 0)
+                if (store_save_pool(state_dir, p->name, p->driver->name, p->config, &op->err) == 0)
                         p->driver->pool_usage(p->drv, &op->usage, NULL);
                 return;
         case POP_REMOVE:
-                store_remove_pool(model_state_dir, p->name, &op->err);
+                store_remove_pool(state_dir, p->name, &op->err);
                 return;
         case POP_SET_REVISIONS:
-                store_save_pool(model_state_dir, p->name, p->driver->name, op->config, &op->err);
+                store_save_pool(state_dir, p->name, p->driver->name, op->config, &op->err);
                 return;
         case POP_REFRESH:
         case _POP_MAX:
@@ -112,8 +108,8 @@ static void op_done(Task *t) {
         bool ok = op->err.code == SE_OK;
         switch (op->kind) {
         case POP_ADD:
-                if (adding)
-                        g_hash_table_remove(adding, p->name);
+                if (p->manager->adding)
+                        g_hash_table_remove(p->manager->adding, p->name);
                 if (!ok)
                         break;
                 /* published with its usage already known */
@@ -163,9 +159,9 @@ static PoolOp *op_new(PoolOpKind kind, Pool *p, PoolOpDone done, void *userdata)
         return op;
 }
 
-PoolOp *pool_op_new_add(const char *name, const Driver *d, GHashTable *config, PoolOpDone done, void *userdata,
-                        StorageError *err) {
-        Pool *p = pool_open_config(name, d, config, err);
+PoolOp *pool_op_new_add(Manager *m, const char *name, const Driver *d, GHashTable *config, PoolOpDone done,
+                        void *userdata, StorageError *err) {
+        Pool *p = pool_open_config(m, name, d, config, err);
         return p ? op_new(POP_ADD, p, done, userdata) : NULL;
 }
 
@@ -184,14 +180,15 @@ void pool_op_free(PoolOp *op) {
 
 void pool_op_submit(PoolOp *op) {
         Pool *p = op->pool;
+        Manager *m = p->manager;
         switch (op->kind) {
         case POP_ADD:
-                if (!adding)
-                        adding = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-                g_hash_table_add(adding, g_strdup(p->name));
-                if (!add_queue)
-                        add_queue = task_queue_new();
-                task_submit(&op->task, add_queue);
+                if (!m->adding)
+                        m->adding = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+                g_hash_table_add(m->adding, g_strdup(p->name));
+                if (!m->add_queue)
+                        m->add_queue = task_queue_new();
+                task_submit(&op->task, m->add_queue);
                 return;
         case POP_REMOVE:
                 if (pool_created_volumes(p) > 0) {
@@ -237,13 +234,13 @@ static void op_run_now(PoolOp *op) {
  * cannot hold) is skipped, with one warning per pool and name: publishing it
  * would break ListVolumes and GetManagedObjects for every client. */
 static bool scanned_vid_ok(Pool *p, const char *vid) {
-        static GHashTable *warned; /* "pool\nname" */
+        Manager *m = p->manager;
         if (valid_vid(vid))
                 return true;
-        if (!warned)
-                warned = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        if (!m->warned_vids)
+                m->warned_vids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         char *key = g_strconcat(p->name, "\n", vid, NULL);
-        if (g_hash_table_add(warned, key)) {
+        if (g_hash_table_add(m->warned_vids, key)) {
                 g_autofree char *shown = g_strescape(vid, NULL);
                 g_warning("Pool %s: skipping '%s': not a valid volume id", p->name, shown);
         }
@@ -287,7 +284,7 @@ static void load_pool(const char *name, const char *driver, GHashTable *config, 
                 return;
         }
         StorageError err = STORAGE_ERROR_INIT;
-        Pool *p = pool_open_config(name, d, config, &err);
+        Pool *p = pool_open_config(userdata, name, d, config, &err);
         if (!p) {
                 g_warning("Skipping pool %s: %s", name, err.message);
                 se_clear(&err);
@@ -297,7 +294,7 @@ static void load_pool(const char *name, const char *driver, GHashTable *config, 
 }
 
 static void load_volume(const char *pool, const VolumeSpec *spec, bool started, void *userdata) {
-        Pool *p = model_find_pool(pool);
+        Pool *p = model_find_pool(userdata, pool);
         if (!p || !p->driver->creates_volumes)
                 return;
         VolumeSpec *s = volume_spec_copy(spec);
@@ -323,13 +320,13 @@ static void default_added(PoolOp *op, void *userdata) {
         *r = -EIO;
 }
 
-static int add_default_pool(const char *name, const char *driver, const char *dir) {
+static int add_default_pool(Manager *m, const char *name, const char *driver, const char *dir) {
         const Driver *d = driver_find(driver);
         g_autoptr(GHashTable) config = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
         g_hash_table_insert(config, g_strdup("dir_path"), g_strdup(dir));
         StorageError err = STORAGE_ERROR_INIT;
         int r = 0;
-        PoolOp *op = pool_op_new_add(name, d, config, default_added, &r, &err);
+        PoolOp *op = pool_op_new_add(m, name, d, config, default_added, &r, &err);
         if (!op) {
                 g_warning("Cannot create the default pool %s on %s: %s", name, dir, err.message);
                 se_clear(&err);
@@ -339,26 +336,26 @@ static int add_default_pool(const char *name, const char *driver, const char *di
         return r;
 }
 
-int pool_ops_load(const char *state_dir, const char *base_dir) {
+int pool_ops_load(Manager *m, const char *base_dir) {
         StorageError err = STORAGE_ERROR_INIT;
-        if (store_init(state_dir, &err) < 0) {
+        if (store_init(m->state_dir, &err) < 0) {
                 g_critical("%s", err.message);
                 se_clear(&err);
                 return -EIO;
         }
-        StoreLoader loader = { load_pool, load_volume, NULL };
-        int skipped = store_load(state_dir, &loader);
-        g_autoptr(GPtrArray) pools = model_pools();
+        StoreLoader loader = { load_pool, load_volume, m };
+        int skipped = store_load(m->state_dir, &loader);
+        g_autoptr(GPtrArray) pools = model_pools(m);
         if (pools->len == 0 && skipped == 0) {
                 g_autofree char *kernels = g_build_filename(base_dir, "vm-kernels", NULL);
                 /* file-reflink where the base directory can share extents */
                 g_mkdir_with_parents(base_dir, 0755);
                 const char *driver = driver_for_dir(base_dir)->name;
-                if (add_default_pool("varlibqubes", driver, base_dir) < 0 ||
-                    add_default_pool("linux-kernel", "linux-kernel", kernels) < 0)
+                if (add_default_pool(m, "varlibqubes", driver, base_dir) < 0 ||
+                    add_default_pool(m, "linux-kernel", "linux-kernel", kernels) < 0)
                         return -EIO;
                 g_ptr_array_unref(pools);
-                pools = model_pools();
+                pools = model_pools(m);
         }
         for (size_t i = 0; i < pools->len; i++) {
                 Pool *p = pools->pdata[i];
@@ -382,7 +379,7 @@ int pool_ops_load(const char *state_dir, const char *base_dir) {
 }
 
 static int on_period(sd_event_source *s, uint64_t usec, void *userdata) {
-        g_autoptr(GPtrArray) pools = model_pools();
+        g_autoptr(GPtrArray) pools = model_pools(userdata);
         for (size_t i = 0; i < pools->len; i++) {
                 pool_usage_request(pools->pdata[i]);
                 pool_refresh_volumes(pools->pdata[i]);
@@ -391,13 +388,13 @@ static int on_period(sd_event_source *s, uint64_t usec, void *userdata) {
         return r < 0 ? r : sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 }
 
-int pool_ops_init(sd_event *event) {
-        usage_init(event, on_scanned);
-        return sd_event_add_time_relative(event, &periodic, CLOCK_MONOTONIC, POOL_REFRESH_PERIOD_SEC * USEC_PER_SEC,
-                                          0, on_period, NULL);
+int pool_ops_init(Manager *m) {
+        usage_init(m, on_scanned);
+        return sd_event_add_time_relative(m->event, &m->periodic, CLOCK_MONOTONIC,
+                                          POOL_REFRESH_PERIOD_SEC * USEC_PER_SEC, 0, on_period, m);
 }
 
-void pool_ops_shutdown(void) {
-        periodic = sd_event_source_disable_unref(periodic);
-        usage_shutdown();
+void pool_ops_shutdown(Manager *m) {
+        m->periodic = sd_event_source_disable_unref(m->periodic);
+        usage_shutdown(m);
 }

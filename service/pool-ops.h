@@ -47,11 +47,11 @@ struct PoolOp {
  * (returned in *d). */
 int pool_add_check(const char *name, const char *driver, const Driver **d, StorageError *err);
 /* Is name a pool's, or that of a pool being added? */
-bool pool_name_taken(const char *name);
+bool pool_name_taken(Manager *m, const char *name);
 /* Add: checks config against the driver (normalising it) and opens the
  * driver's pool, no I/O; NULL with err when it does not fit. */
-PoolOp *pool_op_new_add(const char *name, const Driver *d, GHashTable *config, PoolOpDone done, void *userdata,
-                        StorageError *err);
+PoolOp *pool_op_new_add(Manager *m, const char *name, const Driver *d, GHashTable *config, PoolOpDone done,
+                        void *userdata, StorageError *err);
 /* An op on an existing pool; takes a reference to p. */
 PoolOp *pool_op_new(PoolOpKind kind, Pool *p, PoolOpDone done, void *userdata);
 /* done runs on the loop (at once when the op is refused: a RemovePool of a
@@ -61,8 +61,8 @@ void pool_op_free(PoolOp *op);
 
 /* Before the loop runs (blocking I/O is fine): loads the state, adds the
  * default pools when there is none, cleans up and reads every volume. */
-int pool_ops_load(const char *state_dir, const char *base_dir);
-/* The periodic refresh and the scans' publication, on this loop. */
-int pool_ops_init(sd_event *event);
+int pool_ops_load(Manager *m, const char *base_dir);
+/* The periodic refresh and the scans' publication, on m->event. */
+int pool_ops_init(Manager *m);
 /* Stopping: no more periodic refreshes (see usage_shutdown). */
-void pool_ops_shutdown(void);
+void pool_ops_shutdown(Manager *m);

@@ -4,6 +4,7 @@
 
 #include "clock.h"
 #include "macros.h"
+#include "manager.h"
 
 typedef struct Waiter {
         UsageDone done;
@@ -19,8 +20,6 @@ typedef struct UsageTask {
         GPtrArray *waiters;
 } UsageTask;
 
-static sd_event *event;
-static UsageScanned scan_handler;
 
 static void read_storage(Pool *p, PoolUsage *u, char ***vids, bool *scanned) {
         *u = (PoolUsage) { 0 };
@@ -66,8 +65,8 @@ static void usage_done(Task *t) {
         p->usage_read_usec = clock_usec(CLOCK_MONOTONIC);
         if (!p->removed) {
                 pool_set_usage(p, &u->usage);
-                if (u->scanned && scan_handler)
-                        scan_handler(p, u->vids);
+                if (u->scanned && p->manager->scanned)
+                        p->manager->scanned(p, u->vids);
         }
         answer(p, g_steal_pointer(&u->waiters));
         if (p->removed)
@@ -91,12 +90,9 @@ static void start_refresh(Pool *p) {
         task_submit(&u->task, NULL);
 }
 
-/* Pools whose refresh waits for its delay (each holds a reference to it). */
-static GPtrArray *delayed;
-
 static int on_delay(sd_event_source *s, uint64_t usec, void *userdata) {
         Pool *p = userdata;
-        g_ptr_array_remove_fast(delayed, p);
+        g_ptr_array_remove_fast(p->manager->delayed, p);
         p->usage_timer = sd_event_source_disable_unref(p->usage_timer);
         if (!p->removed)
                 start_refresh(p);
@@ -114,6 +110,7 @@ void pool_usage_request(Pool *p) {
                 return;
         }
         uint64_t now = clock_usec(CLOCK_MONOTONIC), next = p->usage_read_usec + USEC_PER_SEC;
+        sd_event *event = p->manager->usage_event;
         if (!event || next <= now) {
                 start_refresh(p);
                 return;
@@ -125,9 +122,10 @@ void pool_usage_request(Pool *p) {
                 return;
         }
         p->usage_timer = s;
-        if (!delayed)
-                delayed = g_ptr_array_new();
-        g_ptr_array_add(delayed, p);
+        Manager *m = p->manager;
+        if (!m->delayed)
+                m->delayed = g_ptr_array_new();
+        g_ptr_array_add(m->delayed, p);
 }
 
 void pool_usage_refresh(Pool *p, UsageDone done, void *userdata) {
@@ -144,22 +142,23 @@ void pool_usage_refresh(Pool *p, UsageDone done, void *userdata) {
         pool_usage_request(p);
 }
 
-void usage_init(sd_event *e, UsageScanned on_scanned) {
-        event = e;
-        scan_handler = on_scanned;
+void usage_init(Manager *m, UsageScanned scanned) {
+        m->usage_event = m->event;
+        m->scanned = scanned;
 }
 
 /* Stopping (SIGTERM, while the loop still runs): a refresh waiting for its
  * delay runs now, so that the RefreshUsage calls waiting on it are answered
  * while the service drains. After the loop has
  * ended nothing can run: the pools and their waiters go with the process. */
-void usage_shutdown(void) {
-        bool running = event && sd_event_get_state(event) != SD_EVENT_FINISHED;
-        event = NULL;
+void usage_shutdown(Manager *m) {
+        bool running = m->usage_event && sd_event_get_state(m->usage_event) != SD_EVENT_FINISHED;
+        m->usage_event = NULL;
+        GPtrArray *delayed = m->delayed;
         while (running && delayed && delayed->len > 0) {
                 Pool *p = delayed->pdata[delayed->len - 1];
                 on_delay(p->usage_timer, 0, p);
         }
         if (delayed && delayed->len == 0)
-                g_clear_pointer(&delayed, g_ptr_array_unref);
+                g_clear_pointer(&m->delayed, g_ptr_array_unref);
 }

@@ -13,8 +13,9 @@
  * storage defines now (NULL: none). */
 typedef void (*UsageScanned)(Pool *p, char **vids);
 
-void usage_init(sd_event *event, UsageScanned scanned);
-void usage_shutdown(void);
+/* Delayed refreshes run on m->event from now on. */
+void usage_init(Manager *m, UsageScanned scanned);
+void usage_shutdown(Manager *m);
 
 /* Asks for a refresh soon; coalesced. */
 void pool_usage_request(Pool *p);

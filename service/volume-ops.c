@@ -9,6 +9,7 @@
 #include "store.h"
 #include "test-seam.h"
 #include "macros.h"
+#include "manager.h"
 #include "usage.h"
 #include "validate.h"
 #include "volume-data.h"
@@ -107,7 +108,7 @@ static void op_prepare(Task *t) {
         op->started = v->started;
         op->started_here = v->started_here;
         if (v->spec->source && !op->spec->source_spec) {
-                Volume *src = model_find_volume(v->pool->name, v->spec->source);
+                Volume *src = model_find_volume(v->pool->manager, v->pool->name, v->spec->source);
                 op->spec->source_spec = src ? volume_spec_copy(src->spec) : NULL;
         }
         if (op->kind == VOP_IMPORT_END)
@@ -123,6 +124,7 @@ static void op_work(Task *t) {
         VolumeOp *op = (VolumeOp *) t;
         Volume *v = op->volume;
         const Driver *d = v->pool->driver;
+        const char *state_dir = v->pool->manager->state_dir;
         StorageError serr = STORAGE_ERROR_INIT;
 
         if (op->kind != VOP_QUERY)
@@ -141,8 +143,8 @@ static void op_work(Task *t) {
         }
         if (!v->discovered && (op->kind == VOP_REMOVE || first_start)) {
                 int w = op->kind == VOP_REMOVE
-                                ? store_remove_volume(model_state_dir, v->pool->name, op->spec->vid, &serr)
-                                : store_save_volume(model_state_dir, v->pool->name, op->spec, true, &serr);
+                                ? store_remove_volume(state_dir, v->pool->name, op->spec->vid, &serr)
+                                : store_save_volume(state_dir, v->pool->name, op->spec, true, &serr);
                 if (w < 0) {
                         se_move(&op->err, &serr);
                         read_info(op);
@@ -154,11 +156,11 @@ static void op_work(Task *t) {
 
         /* the volume is as it was: so is its record (op->err says what failed) */
         if (r < 0 && recorded)
-                store_save_volume(model_state_dir, v->pool->name, op->spec, op->started, NULL);
+                store_save_volume(state_dir, v->pool->name, op->spec, op->started, NULL);
         if (op->kind == VOP_REMOVE && r >= 0)
                 return;
         if (r >= 0 && op_persists(op->kind) && !v->discovered && !recorded &&
-            store_save_volume(model_state_dir, v->pool->name, op->spec, op->started, &serr) < 0) {
+            store_save_volume(state_dir, v->pool->name, op->spec, op->started, &serr) < 0) {
                 /* the record's error is the one to report */
                 if (op->kind == VOP_CREATE)
                         d->volume_remove(v->pool->drv, op->spec, NULL);
