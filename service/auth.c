@@ -9,6 +9,7 @@
 #include "errors.h"
 #include <systemd/sd-event.h>
 #include "macros.h"
+#include "manager.h"
 
 #define POLKIT_NAME "org.freedesktop.PolicyKit1"
 #define POLKIT_PATH "/org/freedesktop/PolicyKit1/Authority"
@@ -26,6 +27,7 @@ typedef struct Ask {
 } Ask;
 
 struct Query {
+        Manager *manager;
         sd_bus_message *request;
         char *sender;
         uid_t uid;
@@ -36,9 +38,6 @@ struct Query {
         char *why;       /* why, when denied or polkit could not answer */
         sd_event_source *reaper;
 };
-
-static GHashTable *queries; /* request message -> Query */
-static char *refusing;      /* auth_refuse_new() */
 
 static void ask_free(Ask *a) {
         sd_bus_slot_unref(a->slot);
@@ -60,6 +59,7 @@ static void query_free(Query *q) {
  * object vanished, a check failed) leaves the answer unclaimed. */
 static int on_reap(sd_event_source *s, void *userdata) {
         Query *q = userdata;
+        GHashTable *queries = q->manager->polkit_queries;
         if (g_hash_table_lookup(queries, q->request) == q)
                 g_hash_table_remove(queries, q->request);
         return 0;
@@ -94,7 +94,7 @@ static void redispatch(Query *q) {
                 r = sd_event_source_set_priority(q->reaper, SD_EVENT_PRIORITY_IDLE);
         if (r < 0) {
                 g_warning("Cannot re-dispatch a call after polkit answered: %s", strerror(-r));
-                g_hash_table_remove(queries, q->request);
+                g_hash_table_remove(q->manager->polkit_queries, q->request);
         }
 }
 
@@ -153,11 +153,11 @@ static int send_check(sd_bus *bus, const char *sender, const char *action, const
 
 /* Calls of the caller (and of its uid) waiting for polkit: each holds its
  * message and the fds it carries. */
-static int check_pending_limits(const char *sender, uid_t uid, sd_bus_error *error) {
+static int check_pending_limits(Manager *manager, const char *sender, uid_t uid, sd_bus_error *error) {
         unsigned by_name = 0, by_uid = 0;
         GHashTableIter it;
         gpointer v;
-        g_hash_table_iter_init(&it, queries);
+        g_hash_table_iter_init(&it, manager->polkit_queries);
         while (g_hash_table_iter_next(&it, NULL, &v)) {
                 Query *q = v;
                 if (q->result != 0)
@@ -169,20 +169,22 @@ static int check_pending_limits(const char *sender, uid_t uid, sd_bus_error *err
                             LIMIT_PENDING_PER_UID, error);
 }
 
-static int ask_polkit(sd_bus_message *m, uid_t uid, const char *action, const char *const *const *details, size_t n,
-                      char *asked, bool interactive, sd_bus_error *error) {
+static int ask_polkit(Manager *manager, sd_bus_message *m, uid_t uid, const char *action,
+                      const char *const *const *details, size_t n, char *asked, bool interactive,
+                      sd_bus_error *error) {
         sd_bus *bus = sd_bus_message_get_bus(m);
         const char *sender = sd_bus_message_get_sender(m);
         if (!sender) {
                 g_free(asked);
                 return deny(action, "the caller has no bus name", error);
         }
-        int r = check_pending_limits(sender, uid, error);
+        int r = check_pending_limits(manager, sender, uid, error);
         if (r < 0) {
                 g_free(asked);
                 return r;
         }
         Query *q = g_new0(Query, 1);
+        q->manager = manager;
         q->request = sd_bus_message_ref(m);
         q->sender = g_strdup(sender);
         q->uid = uid;
@@ -201,14 +203,16 @@ static int ask_polkit(sd_bus_message *m, uid_t uid, const char *action, const ch
                 }
                 q->waiting++;
         }
-        g_hash_table_insert(queries, m, q);
+        g_hash_table_insert(manager->polkit_queries, m, q);
         return 0;
 }
 
-int auth_check_each(sd_bus_message *m, const char *action, const char *const *const *details, size_t n,
-                    bool no_user_interaction, sd_bus_error *error) {
-        if (!queries)
-                queries = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, (GDestroyNotify) query_free);
+int auth_check_each(Manager *manager, sd_bus_message *m, const char *action, const char *const *const *details,
+                    size_t n, bool no_user_interaction, sd_bus_error *error) {
+        if (!manager->polkit_queries)
+                manager->polkit_queries = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
+                                                                (GDestroyNotify) query_free);
+        GHashTable *queries = manager->polkit_queries;
         g_autofree char *asked = describe(action, details, n);
         Query *q = g_hash_table_lookup(queries, m);
         if (q) {
@@ -225,45 +229,43 @@ int auth_check_each(sd_bus_message *m, const char *action, const char *const *co
                 g_hash_table_remove(queries, m);
                 return allowed ? 1 : deny(action, why, error);
         }
-        if (refusing)
-                return error_set(error, SE_FAILED, "%s: %s refused", refusing, sd_bus_message_get_member(m));
+        if (manager->refusing)
+                return error_set(error, SE_FAILED, "%s: %s refused", manager->refusing, sd_bus_message_get_member(m));
         uid_t uid;
-        int r = caller_uid(m, &uid, error);
+        int r = caller_uid(manager, m, &uid, error);
         if (r <= 0)
                 return r;
         if (uid == 0)
                 return 1;
         bool interactive = !no_user_interaction && sd_bus_message_get_allow_interactive_authorization(m) > 0;
-        return ask_polkit(m, uid, action, details, n, g_steal_pointer(&asked), interactive, error);
+        return ask_polkit(manager, m, uid, action, details, n, g_steal_pointer(&asked), interactive, error);
 }
 
-int auth_check(sd_bus_message *m, const char *action, const char *const *details, bool no_user_interaction,
-               sd_bus_error *error) {
-        return auth_check_each(m, action, &details, 1, no_user_interaction, error);
+int auth_check(Manager *manager, sd_bus_message *m, const char *action, const char *const *details,
+               bool no_user_interaction, sd_bus_error *error) {
+        return auth_check_each(manager, m, action, &details, 1, no_user_interaction, error);
 }
 
-unsigned auth_pending(void) {
+unsigned auth_pending(Manager *manager) {
         unsigned n = 0;
         GHashTableIter it;
         gpointer q;
-        n = caller_uid_waiting();
-        if (!queries)
+        n = caller_uid_waiting(manager);
+        if (!manager->polkit_queries)
                 return n;
-        g_hash_table_iter_init(&it, queries);
+        g_hash_table_iter_init(&it, manager->polkit_queries);
         while (g_hash_table_iter_next(&it, NULL, &q))
                 n += ((Query *) q)->result == 0;
         return n;
 }
 
-void auth_refuse_new(const char *why) {
-        g_free(refusing);
-        refusing = g_strdup(why);
+void auth_refuse_new(Manager *manager, const char *why) {
+        g_free(manager->refusing);
+        manager->refusing = g_strdup(why);
 }
 
-void auth_shutdown(void) {
-        g_clear_pointer(&refusing, g_free);
-        caller_uid_shutdown();
-        if (queries)
-                g_hash_table_destroy(queries);
-        queries = NULL;
+void auth_shutdown(Manager *manager) {
+        g_clear_pointer(&manager->refusing, g_free);
+        caller_uid_shutdown(manager);
+        g_clear_pointer(&manager->polkit_queries, g_hash_table_destroy);
 }

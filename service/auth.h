@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <systemd/sd-bus.h>
 
+typedef struct Manager Manager; /* manager.h */
+
 #define ACTION_MANAGE_POOLS "org.qubes.storage1.manage-pools"
 #define ACTION_MANAGE_VOLUMES "org.qubes.storage1.manage-volumes"
 #define ACTION_START_STOP "org.qubes.storage1.start-stop"
@@ -19,19 +21,19 @@
 #define ACTION_CANCEL_JOB "org.qubes.storage1.cancel-job"
 
 /* details: NULL-terminated key, value, key, value... (pool, vid, size). */
-int auth_check(sd_bus_message *m, const char *action, const char *const *details, bool no_user_interaction,
-               sd_bus_error *error);
+int auth_check(Manager *manager, sd_bus_message *m, const char *action, const char *const *details,
+               bool no_user_interaction, sd_bus_error *error);
 
 /* The same for one call about many objects (StartVolumes...): polkit is
  * asked once per set of details (n sets; none: once without details), and
  * the call may go on only when every answer is yes. */
-int auth_check_each(sd_bus_message *m, const char *action, const char *const *const *details, size_t n,
-                    bool no_user_interaction, sd_bus_error *error);
+int auth_check_each(Manager *manager, sd_bus_message *m, const char *action, const char *const *const *details,
+                    size_t n, bool no_user_interaction, sd_bus_error *error);
 
 /* From now on, calls that are not already waiting for polkit's answer are
  * refused with Failed (message: why); those waiting get their answer. */
-void auth_refuse_new(const char *why);
+void auth_refuse_new(Manager *manager, const char *why);
 
 /* polkit queries still waiting for an answer. */
-unsigned auth_pending(void);
-void auth_shutdown(void);
+unsigned auth_pending(Manager *manager);
+void auth_shutdown(Manager *manager);

@@ -17,14 +17,12 @@
 #include "errors.h"
 #include "caller-limits.h"
 #include "macros.h"
+#include "manager.h"
 #include "options.h"
 
 #define JOB_INTERFACE "org.qubes.Storage1.Job"
 #define JOBS_PATH "/org/qubes/Storage1/job"
 #define PROGRESS_PERIOD_USEC (250 * USEC_PER_MSEC)
-
-static unsigned next_id = 1;
-static GHashTable *running; /* BusJob* set */
 
 static void job_cancel(BusJob *j) {
         if (atomic_exchange(&j->progress.cancelled, true))
@@ -60,6 +58,8 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
 
 /* A caller left the bus (service/caller-uid.c tells): its jobs are cancelled. */
 static void on_caller_left(const char *owner, void *userdata) {
+        Manager *manager = userdata;
+        GHashTable *running = manager->jobs;
         GHashTableIter it;
         gpointer j;
         if (!running)
@@ -78,7 +78,7 @@ static int method_cancel(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (r < 0)
                 return r;
         uid_t uid = (uid_t) -1;
-        r = caller_uid(m, &uid, error);
+        r = caller_uid(j->manager, m, &uid, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         /* Unknown uids never match: a caller whose uid is unknown is refused
@@ -89,8 +89,8 @@ static int method_cancel(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (j->uid == (uid_t) -1 || uid != j->uid) {
                 char id[16];
                 snprintf(id, sizeof(id), "%u", j->id);
-                r = auth_check(m, ACTION_CANCEL_JOB, (const char *const[]) { "job", id, NULL }, o.no_user_interaction,
-                               error);
+                r = auth_check(j->manager, m, ACTION_CANCEL_JOB, (const char *const[]) { "job", id, NULL },
+                               o.no_user_interaction, error);
                 if (r <= 0)
                         return r < 0 ? r : 1;
         }
@@ -137,11 +137,13 @@ static const sd_bus_vtable job_vtable[] = {
         SD_BUS_VTABLE_END,
 };
 
-BusJob *bus_job_start(sd_bus_message *m, const char *operation, const char *object, uint64_t total) {
+BusJob *bus_job_start(Manager *manager, sd_bus_message *m, const char *operation, const char *object,
+                      uint64_t total) {
         sd_bus *bus = sd_bus_message_get_bus(m);
         BusJob *j = g_new0(BusJob, 1);
+        j->manager = manager;
         j->bus = sd_bus_ref(bus);
-        j->id = next_id++;
+        j->id = ++manager->last_job_id;
         j->path = g_strdup_printf(JOBS_PATH "/%u", j->id);
         j->operation = g_strdup(operation);
         j->objects = g_new0(char *, 2);
@@ -151,39 +153,39 @@ BusJob *bus_job_start(sd_bus_message *m, const char *operation, const char *obje
         j->start_usec = clock_usec(CLOCK_REALTIME);
         j->last_usec = clock_usec(CLOCK_MONOTONIC);
         j->progress.cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        j->progress.idle_timeout_sec = limits_import_idle_sec;
+        j->progress.idle_timeout_sec = manager->import_idle_sec;
         /* known: the call was authorized, which needed it */
         j->uid = (uid_t) -1;
         j->owner = g_strdup(sd_bus_message_get_sender(m));
-        caller_uid_cached(j->owner, &j->uid);
+        caller_uid_cached(manager, j->owner, &j->uid);
         sd_bus_add_object_vtable(bus, &j->slot, j->path, JOB_INTERFACE, job_vtable, j);
         sd_event_add_time(sd_bus_get_event(bus), &j->timer, CLOCK_MONOTONIC,
                           clock_usec(CLOCK_MONOTONIC) + PROGRESS_PERIOD_USEC, 0, on_tick, j);
         sd_bus_emit_interfaces_added(bus, j->path, JOB_INTERFACE, NULL);
-        if (!running)
-                running = g_hash_table_new(g_direct_hash, g_direct_equal);
-        g_hash_table_add(running, j);
+        if (!manager->jobs)
+                manager->jobs = g_hash_table_new(g_direct_hash, g_direct_equal);
+        g_hash_table_add(manager->jobs, j);
         /* registered with the first job: nothing to cancel before */
-        caller_uid_on_leave(on_caller_left, NULL);
-        if (caller_uid_left(j->owner))
+        caller_uid_on_leave(manager, on_caller_left, manager);
+        if (caller_uid_left(manager, j->owner))
                 job_cancel(j); /* it left while its call waited */
         return j;
 }
 
-void bus_jobs_cancel_all(void) {
+void bus_jobs_cancel_all(Manager *manager) {
         GHashTableIter it;
         gpointer j;
-        if (!running)
+        if (!manager->jobs)
                 return;
-        g_hash_table_iter_init(&it, running);
+        g_hash_table_iter_init(&it, manager->jobs);
         while (g_hash_table_iter_next(&it, &j, NULL))
                 job_cancel(j);
 }
 
 void bus_job_finish(BusJob *j, const StorageError *err) {
         bool ok = !err || err->code == SE_OK;
-        if (running)
-                g_hash_table_remove(running, j);
+        if (j->manager->jobs)
+                g_hash_table_remove(j->manager->jobs, j);
         j->progress_value = ok ? 1.0 : j->progress_value;
         sd_bus_emit_signal(j->bus, j->path, JOB_INTERFACE, "Completed", "bs", (int) ok,
                            ok ? "" : (err->message ? err->message : "failed"));
@@ -199,10 +201,10 @@ void bus_job_finish(BusJob *j, const StorageError *err) {
         g_free(j);
 }
 
-int bus_job_check_limits(sd_bus_message *m, sd_bus_error *error) {
+int bus_job_check_limits(Manager *manager, sd_bus_message *m, sd_bus_error *error) {
         const char *sender = sd_bus_message_get_sender(m);
         uid_t uid;
-        if (caller_uid_cached(sender, &uid) < 0)
+        if (caller_uid_cached(manager, sender, &uid) < 0)
                 return error_set(error, SE_NOT_AUTHORIZED, "Not authorized: the uid of caller %s is unknown",
                                  sender ? sender : "(none)");
         if (uid == 0)
@@ -210,6 +212,7 @@ int bus_job_check_limits(sd_bus_message *m, sd_bus_error *error) {
         unsigned by_name = 0, by_uid = 0;
         GHashTableIter it;
         gpointer key;
+        GHashTable *running = manager->jobs;
         if (running)
                 g_hash_table_iter_init(&it, running);
         while (running && g_hash_table_iter_next(&it, &key, NULL)) {

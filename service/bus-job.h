@@ -10,7 +10,10 @@
 
 #include "stream.h"
 
+typedef struct Manager Manager; /* manager.h */
+
 typedef struct BusJob {
+        Manager *manager;
         unsigned id;
         char *path;
         char *operation;          /* volume-import, volume-clone, ... */
@@ -30,12 +33,12 @@ typedef struct BusJob {
 } BusJob;
 
 /* Publishes a job for the call m about object (a volume path). */
-BusJob *bus_job_start(sd_bus_message *m, const char *operation, const char *object, uint64_t total);
+BusJob *bus_job_start(Manager *manager, sd_bus_message *m, const char *operation, const char *object, uint64_t total);
 /* 0 when the caller of m (authorized already) may start one more job;
  * else LimitsExceeded (service/caller-limits.h; uid 0 has no limit). */
-int bus_job_check_limits(sd_bus_message *m, sd_bus_error *error);
+int bus_job_check_limits(Manager *manager, sd_bus_message *m, sd_bus_error *error);
 /* Emits Completed (err NULL or SE_OK: success), unpublishes and frees. */
 void bus_job_finish(BusJob *j, const StorageError *err);
 /* Cancels every running job (the service is stopping): each stops at its
  * next safe point and completes as Cancelled. */
-void bus_jobs_cancel_all(void);
+void bus_jobs_cancel_all(Manager *manager);

@@ -109,8 +109,8 @@ static int method_add_pool(sd_bus_message *m, void *userdata, sd_bus_error *erro
                 return r;
         if (pool_name_taken(userdata, name))
                 return error_set(error, SE_ALREADY_EXISTS, "Pool %s already exists", name);
-        r = auth_check(m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", name, NULL }, o.no_user_interaction,
-                       error);
+        r = auth_check(userdata, m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", name, NULL },
+                       o.no_user_interaction, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         PoolOp *op = pool_op_new_add(userdata, name, d, config, NULL, NULL, &serr);
@@ -132,8 +132,8 @@ static int method_remove_pool(sd_bus_message *m, void *userdata, sd_bus_error *e
         Pool *p = model_find_pool(userdata, name);
         if (!p || p->removed)
                 return error_set(error, SE_NO_SUCH_POOL, "Unknown storage pool %s", name);
-        r = auth_check(m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", name, NULL }, o.no_user_interaction,
-                       error);
+        r = auth_check(userdata, m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", name, NULL },
+                       o.no_user_interaction, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         return bus_submit_pool_op(m, pool_op_new(POP_REMOVE, p, NULL, NULL));
@@ -202,6 +202,6 @@ int bus_manager_register(Manager *m) {
         if (r >= 0)
                 r = sd_bus_add_node_enumerator(bus, NULL, POOLS_PATH, enumerate_objects, m);
         if (r >= 0)
-                r = caller_uid_watch(bus);
+                r = caller_uid_watch(m);
         return r;
 }

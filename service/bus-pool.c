@@ -169,7 +169,7 @@ static int method_create_volume(sd_bus_message *m, void *userdata, sd_bus_error 
         char size_s[32];
         snprintf(size_s, sizeof(size_s), "%" G_GUINT64_FORMAT, s->size);
         const char *details[] = { "pool", p->name, "vid", s->vid, "size", size_s, NULL };
-        r = auth_check(m, ACTION_MANAGE_VOLUMES, details, o.no_user_interaction, error);
+        r = auth_check(p->manager, m, ACTION_MANAGE_VOLUMES, details, o.no_user_interaction, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         VolumeOp *op = volume_op_new_create(p, g_steal_pointer(&s), &serr);
@@ -193,8 +193,8 @@ static int method_set_revisions(sd_bus_message *m, void *userdata, sd_bus_error 
         StorageError serr = STORAGE_ERROR_INIT;
         if (revisions_check(p->driver, n, what, &serr) < 0)
                 return error_take(error, &serr);
-        r = auth_check(m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", p->name, NULL }, o.no_user_interaction,
-                       error);
+        r = auth_check(p->manager, m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", p->name, NULL },
+                       o.no_user_interaction, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         PoolOp *op = pool_op_new(POP_SET_REVISIONS, p, NULL, NULL);
@@ -209,7 +209,7 @@ static int method_refresh_usage(sd_bus_message *m, void *userdata, sd_bus_error 
         int r = read_options(m, &o, false, object, error);
         if (r < 0)
                 return r;
-        r = auth_check(m, ACTION_MANAGE_VOLUMES, (const char *const[]) { "pool", p->name, NULL },
+        r = auth_check(p->manager, m, ACTION_MANAGE_VOLUMES, (const char *const[]) { "pool", p->name, NULL },
                        o.no_user_interaction, error);
         if (r <= 0)
                 return r < 0 ? r : 1;

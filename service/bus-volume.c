@@ -174,7 +174,7 @@ static int submit(sd_bus_message *m, Volume *v, VolumeOpKind kind, bool with_shr
         if (size > 0)
                 snprintf(size_s, sizeof(size_s), "%" G_GUINT64_FORMAT, size);
         const char *details[] = { "pool", v->pool->name, "vid", v->spec->vid, size > 0 ? "size" : NULL, size_s, NULL };
-        r = auth_check(m, action_of(kind), details, o.no_user_interaction, error);
+        r = auth_check(v->pool->manager, m, action_of(kind), details, o.no_user_interaction, error);
         if (r <= 0)
                 return r;
         VolumeOp *op = volume_op_new(kind, v, NULL, NULL);
@@ -297,7 +297,7 @@ static int method_import(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (r <= 0)
                 return r < 0 ? r : 1;
         op->size = size;
-        r = bus_job_check_limits(m, error);
+        r = bus_job_check_limits(v->pool->manager, m, error);
         if (r < 0) {
                 volume_op_free(op);
                 return r;
@@ -307,7 +307,7 @@ static int method_import(sd_bus_message *m, void *userdata, sd_bus_error *error)
                 volume_op_free(op);
                 return -EINVAL;
         }
-        BusJob *job = bus_job_start(m, "volume-import", v->object_path, size ? size : v->info.size);
+        BusJob *job = bus_job_start(v->pool->manager, m, "volume-import", v->object_path, size ? size : v->info.size);
         return submit_call(m, op, job);
 }
 
@@ -316,7 +316,7 @@ static int method_import(sd_bus_message *m, void *userdata, sd_bus_error *error)
 static int check_import_limits(sd_bus_message *m, Manager *manager, sd_bus_error *error) {
         const char *sender = callers_owner_of(m);
         uid_t uid;
-        if (caller_uid_cached(sender, &uid) < 0)
+        if (caller_uid_cached(manager, sender, &uid) < 0)
                 return error_set(error, SE_NOT_AUTHORIZED, "Not authorized: the uid of caller %s is unknown",
                                  sender ? sender : "(none)");
         if (uid == 0)
@@ -328,7 +328,7 @@ static int check_import_limits(sd_bus_message *m, Manager *manager, sd_bus_error
                 for (guint j = 0; j < vols->len; j++) {
                         Volume *v = vols->pdata[j];
                         uid_t owner_uid;
-                        by_uid += v->import_path && caller_uid_cached(v->import_owner, &owner_uid) == 0 &&
+                        by_uid += v->import_path && caller_uid_cached(manager, v->import_owner, &owner_uid) == 0 &&
                                   owner_uid == uid;
                 }
         }
@@ -388,12 +388,12 @@ static int method_import_volume(sd_bus_message *m, void *userdata, sd_bus_error 
         if (r <= 0)
                 return r < 0 ? r : 1;
         op->source = volume_ref(src);
-        r = bus_job_check_limits(m, error);
+        r = bus_job_check_limits(v->pool->manager, m, error);
         if (r < 0) {
                 volume_op_free(op);
                 return r;
         }
-        BusJob *job = bus_job_start(m, "volume-clone", v->object_path, src->info.size);
+        BusJob *job = bus_job_start(v->pool->manager, m, "volume-clone", v->object_path, src->info.size);
         return submit_call(m, op, job);
 }
 
@@ -470,7 +470,7 @@ int bus_volumes_batch(sd_bus_message *m, Manager *manager, VolumeOpKind kind, sd
                 d[4] = NULL;
                 details[i] = d;
         }
-        r = auth_check_each(m, ACTION_START_STOP, details, n, o.no_user_interaction, error);
+        r = auth_check_each(manager, m, ACTION_START_STOP, details, n, o.no_user_interaction, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         if (n == 0)

@@ -4,8 +4,6 @@
 
 #include "errors.h"
 
-unsigned limits_import_idle_sec = IMPORT_IDLE_TIMEOUT_SEC;
-
 void limits_raise_nofile(void) {
         struct rlimit rl;
         if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= SERVICE_NOFILE)

@@ -37,8 +37,6 @@
  * says the same): the soft limit is raised up to it, within the hard one. */
 #define SERVICE_NOFILE 16384
 
-extern unsigned limits_import_idle_sec;
-
 /* Refuses with LimitsExceeded, naming the caller or its uid, when either
  * holds `held` (e.g. "jobs running") up to its limit already. */
 int limits_check(const char *sender, uid_t uid, const char *held, unsigned by_name, unsigned max_name,

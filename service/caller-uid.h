@@ -13,31 +13,33 @@
 #include <systemd/sd-bus.h>
 #include <sys/types.h>
 
+typedef struct Manager Manager; /* manager.h */
+
 /* Starts watching names leave the bus (at start; caller_uid() does it
  * otherwise on its first call). */
-int caller_uid_watch(sd_bus *bus);
+int caller_uid_watch(Manager *manager);
 
 /* 1 with *uid set; 0 when m now waits for the answer (the handler returns at
  * once and runs again later); negative with *error set (LimitsExceeded when
  * the caller already has too many calls waiting). */
-int caller_uid(sd_bus_message *m, uid_t *uid, sd_bus_error *error);
+int caller_uid(Manager *manager, sd_bus_message *m, uid_t *uid, sd_bus_error *error);
 
 /* The remembered uid of a unique name: 0 with *uid, -ENOENT when unknown. */
-int caller_uid_cached(const char *name, uid_t *uid);
+int caller_uid_cached(Manager *manager, const char *name, uid_t *uid);
 
 /* Whether the caller name has left the bus. Unique names are never reused,
  * so a name that made a call (every call passes caller_uid() before it can
  * hold anything) and is no longer known has left: true also when it left
  * while its call was still being answered. */
-bool caller_uid_left(const char *name);
+bool caller_uid_left(Manager *manager, const char *name);
 
 /* fn runs with the unique name of each caller that leaves the bus after
  * having made a call (at most 4 listeners; adding one twice, with the same
  * userdata, adds it once). */
 typedef void (*CallerLeftFn)(const char *name, void *userdata);
-void caller_uid_on_leave(CallerLeftFn fn, void *userdata);
+void caller_uid_on_leave(Manager *manager, CallerLeftFn fn, void *userdata);
 
 /* Calls waiting for a uid. */
-unsigned caller_uid_waiting(void);
+unsigned caller_uid_waiting(Manager *manager);
 
-void caller_uid_shutdown(void);
+void caller_uid_shutdown(Manager *manager);

@@ -60,8 +60,8 @@ void callers_op_done(sd_bus_message *m, VolumeOp *op) {
                 return;
         /* registered with the first holding: nothing to release before */
         Manager *manager = op->volume->pool->manager;
-        caller_uid_on_leave(on_left, manager);
-        if (caller_uid_left(op->owner)) {
+        caller_uid_on_leave(manager, on_left, manager);
+        if (caller_uid_left(manager, op->owner)) {
                 g_message("Caller %s left the bus before its %s was answered: releasing it", op->owner,
                           volume_op_name(op->kind));
                 release(manager, op->owner);

@@ -26,7 +26,8 @@ static struct {
         const char *state_dir;
         const char *base_dir;
         uint64_t exit_idle_usec; /* 0: never */
-} arg = { "system", "/var/lib/qubes-storage", "/var/lib/qubes", 0 };
+        unsigned import_idle_sec;
+} arg = { "system", "/var/lib/qubes-storage", "/var/lib/qubes", 0, IMPORT_IDLE_TIMEOUT_SEC };
 
 static void usage(FILE *f) {
         fprintf(f,
@@ -83,7 +84,7 @@ static int parse_args(int argc, char **argv) {
                                         optarg);
                                 return -EINVAL;
                         }
-                        limits_import_idle_sec = (unsigned) secs;
+                        arg.import_idle_sec = (unsigned) secs;
                         break;
                 }
                 case 'V':
@@ -137,7 +138,7 @@ static int on_message(sd_bus_message *m, void *userdata, sd_bus_error *error) {
 
 static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
-        bool busy = tasks_pending() > 0 || auth_pending() > 0 || callers_holdings(m) > 0;
+        bool busy = tasks_pending() > 0 || auth_pending(m) > 0 || callers_holdings(m) > 0;
         uint64_t due = m->last_activity + arg.exit_idle_usec;
         if (!busy && m->releasing)
                 return sd_event_exit(sd_event_source_get_event(s), 0);
@@ -169,7 +170,7 @@ static int setup_exit_idle(Manager *m) {
  * finish (their replies are sent, their records written), then the service
  * exits 0. No new periodic work starts meanwhile; reads are still answered. */
 static int on_drain_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        if (tasks_pending() == 0 && auth_pending() == 0)
+        if (tasks_pending() == 0 && auth_pending(userdata) == 0)
                 return sd_event_exit(sd_event_source_get_event(s), 0);
         sd_event_source_set_time(s, usec + 50 * USEC_PER_MSEC);
         return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
@@ -183,12 +184,12 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
                 return 0;
         m->stopping = true;
         pool_ops_shutdown(m);
-        auth_refuse_new("qubes-storaged is stopping");
-        bus_jobs_cancel_all();
+        auth_refuse_new(m, "qubes-storaged is stopping");
+        bus_jobs_cancel_all(m);
         fprintf(stderr, "Stopping: cancelling jobs, waiting for %u operation(s) and %u authorization(s) in progress\n",
-                tasks_pending(), auth_pending());
+                tasks_pending(), auth_pending(m));
         sd_event_now(event, CLOCK_MONOTONIC, &now);
-        return sd_event_add_time(event, NULL, CLOCK_MONOTONIC, now, 0, on_drain_timer, NULL);
+        return sd_event_add_time(event, NULL, CLOCK_MONOTONIC, now, 0, on_drain_timer, m);
 }
 
 /* Losing the bus connection (the bus daemon died or dropped us): nothing can
@@ -196,8 +197,9 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
  * and let the service manager restart us. */
 static int on_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         fprintf(stderr, "Lost the connection to the %s bus: exiting\n", arg.bus);
-        bus_jobs_cancel_all(); /* a job waiting on a silent pipe would keep the workers */
-        return sd_event_exit(userdata, -ECONNRESET);
+        Manager *manager = userdata;
+        bus_jobs_cancel_all(manager); /* a job waiting on a silent pipe would keep the workers */
+        return sd_event_exit(manager->event, -ECONNRESET);
 }
 
 static const ModelHooks bus_hooks = {
@@ -215,7 +217,7 @@ int main(int argc, char **argv) {
         int r = parse_args(argc, argv);
         if (r < 0)
                 return EXIT_FAILURE;
-        Manager manager = { .state_dir = arg.state_dir };
+        Manager manager = { .state_dir = arg.state_dir, .import_idle_sec = arg.import_idle_sec };
         limits_raise_nofile();
         /* libblockdev sets environment variables: before any thread starts */
         drivers_init();
@@ -260,7 +262,7 @@ int main(int argc, char **argv) {
                 r = bus_volume_register(&manager);
         if (r >= 0)
                 r = sd_bus_match_signal(bus, NULL, NULL, "/org/freedesktop/DBus/Local", "org.freedesktop.DBus.Local",
-                                        "Disconnected", on_disconnected, event);
+                                        "Disconnected", on_disconnected, &manager);
         if (r >= 0)
                 r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
         if (r >= 0)
@@ -283,7 +285,7 @@ int main(int argc, char **argv) {
         manager.idle_timer = sd_event_source_disable_unref(manager.idle_timer);
         pool_ops_shutdown(&manager);
         tasks_shutdown(); /* runs what finished meanwhile: before what it may use goes */
-        auth_shutdown();
+        auth_shutdown(&manager);
         if (r == -ECONNRESET)
                 return EXIT_FAILURE;
         if (r < 0) {

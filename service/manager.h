@@ -27,6 +27,22 @@ struct Manager {
         GHashTable *adding;       /* names of pools being added, so that two AddPool calls cannot race */
         GHashTable *warned_vids;  /* "pool\nname": scanned names skipped and warned about */
         sd_event_source *periodic;
+        /* auth.c: the polkit registry */
+        GHashTable *polkit_queries; /* request message -> Query */
+        char *refusing;           /* auth_refuse_new() */
+        /* caller-uid.c */
+        GHashTable *callers;      /* unique name -> Entry */
+        sd_bus_slot *owner_match;
+        unsigned callers_waiting; /* calls waiting for their caller's uid */
+        struct {
+                void (*fn)(const char *name, void *userdata);
+                void *userdata;
+        } caller_left[4];
+        unsigned n_caller_left;
+        /* bus-job.c */
+        unsigned last_job_id;
+        GHashTable *jobs;         /* BusJob* running */
+        unsigned import_idle_sec; /* an Import whose stream stays silent this long fails */
         /* main.c: exit when idle, drain when stopping */
         uint64_t last_activity;
         sd_event_source *idle_timer;

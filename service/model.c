@@ -14,7 +14,8 @@ static GHashTable *pools_table(Manager *m) {
         return m->pools;
 }
 
-Pool *pool_new(Manager *m, const char *name, const Driver *driver, void *drv, GHashTable *config, int revisions_to_keep) {
+Pool *pool_new(Manager *m, const char *name, const Driver *driver, void *drv, GHashTable *config,
+               int revisions_to_keep) {
         Pool *p = g_new0(Pool, 1);
         p->ref = 1;
         p->manager = m;

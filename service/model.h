@@ -69,7 +69,8 @@ typedef struct ModelHooks {
 } ModelHooks;
 
 /* Pools */
-Pool *pool_new(Manager *m, const char *name, const Driver *driver, void *drv, GHashTable *config, int revisions_to_keep);
+Pool *pool_new(Manager *m, const char *name, const Driver *driver, void *drv, GHashTable *config,
+               int revisions_to_keep);
 /* revisions_to_keep n within what driver d keeps? what names the object
  * ("pool P", "volume P:V"). */
 int revisions_check(const Driver *d, int n, const char *what, StorageError *err);
