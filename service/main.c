@@ -21,13 +21,13 @@
 
 #define BUS_NAME "org.qubes.Storage1"
 
-static struct {
+typedef struct Args {
         const char *bus;
         const char *state_dir;
         const char *base_dir;
         uint64_t exit_idle_usec; /* 0: never */
         unsigned import_idle_sec;
-} arg = { "system", "/var/lib/qubes-storage", "/var/lib/qubes", 0, IMPORT_IDLE_TIMEOUT_SEC };
+} Args;
 
 static void usage(FILE *f) {
         fprintf(f,
@@ -40,7 +40,7 @@ static void usage(FILE *f) {
                 "  --version                     print the version\n");
 }
 
-static int parse_args(int argc, char **argv) {
+static int parse_args(int argc, char **argv, Args *arg) {
         static const struct option options[] = {
                 { "bus", required_argument, NULL, 'b' },
                 { "state-dir", required_argument, NULL, 's' },
@@ -53,18 +53,18 @@ static int parse_args(int argc, char **argv) {
         };
         const char *env = getenv("STATE_DIRECTORY");
         if (env && *env)
-                arg.state_dir = env; /* systemd may pass several, ':'-separated: the unit names one */
+                arg->state_dir = env; /* systemd may pass several, ':'-separated: the unit names one */
         int c;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case 'b':
-                        arg.bus = optarg;
+                        arg->bus = optarg;
                         break;
                 case 's':
-                        arg.state_dir = optarg;
+                        arg->state_dir = optarg;
                         break;
                 case 'd':
-                        arg.base_dir = optarg;
+                        arg->base_dir = optarg;
                         break;
                 case 'e': {
                         char *end = NULL;
@@ -73,7 +73,7 @@ static int parse_args(int argc, char **argv) {
                                 fprintf(stderr, "--exit-idle takes a number of seconds (1-86400), not '%s'\n", optarg);
                                 return -EINVAL;
                         }
-                        arg.exit_idle_usec = secs * USEC_PER_SEC;
+                        arg->exit_idle_usec = secs * USEC_PER_SEC;
                         break;
                 }
                 case 'I': {
@@ -84,7 +84,7 @@ static int parse_args(int argc, char **argv) {
                                         optarg);
                                 return -EINVAL;
                         }
-                        arg.import_idle_sec = (unsigned) secs;
+                        arg->import_idle_sec = (unsigned) secs;
                         break;
                 }
                 case 'V':
@@ -105,15 +105,15 @@ static int parse_args(int argc, char **argv) {
         return 0;
 }
 
-static int open_bus(sd_bus **ret) {
-        if (strcmp(arg.bus, "system") == 0)
+static int open_bus(const char *address, sd_bus **ret) {
+        if (strcmp(address, "system") == 0)
                 return sd_bus_open_system(ret);
-        if (strcmp(arg.bus, "session") == 0)
+        if (strcmp(address, "session") == 0)
                 return sd_bus_open_user(ret);
         sd_bus *bus = NULL;
         int r = sd_bus_new(&bus);
         if (r >= 0)
-                r = sd_bus_set_address(bus, arg.bus);
+                r = sd_bus_set_address(bus, address);
         if (r >= 0)
                 r = sd_bus_set_bus_client(bus, 1);
         if (r >= 0)
@@ -139,11 +139,11 @@ static int on_message(sd_bus_message *m, void *userdata, sd_bus_error *error) {
 static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
         bool busy = tasks_pending() > 0 || auth_pending(m) > 0 || callers_holdings(m) > 0;
-        uint64_t due = m->last_activity + arg.exit_idle_usec;
+        uint64_t due = m->last_activity + m->exit_idle_usec;
         if (!busy && m->releasing)
                 return sd_event_exit(sd_event_source_get_event(s), 0);
         if (!busy && usec >= due) {
-                fprintf(stderr, "Idle for %" PRIu64 " s: exiting\n", (uint64_t) (arg.exit_idle_usec / USEC_PER_SEC));
+                fprintf(stderr, "Idle for %" PRIu64 " s: exiting\n", (uint64_t) (m->exit_idle_usec / USEC_PER_SEC));
                 sd_bus_release_name(m->bus, BUS_NAME);
                 m->releasing = true;
                 due = usec + 100 * USEC_PER_MSEC; /* let queued calls finish */
@@ -154,14 +154,14 @@ static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static int setup_exit_idle(Manager *m) {
-        if (arg.exit_idle_usec == 0)
+        if (m->exit_idle_usec == 0)
                 return 0;
         sd_event_now(m->event, CLOCK_MONOTONIC, &m->last_activity);
         int r = sd_bus_add_filter(m->bus, NULL, on_message, m);
         if (r < 0)
                 return r;
-        return sd_event_add_time(m->event, &m->idle_timer, CLOCK_MONOTONIC, m->last_activity + arg.exit_idle_usec, 0,
-                                 on_idle_timer, m);
+        return sd_event_add_time(m->event, &m->idle_timer, CLOCK_MONOTONIC, m->last_activity + m->exit_idle_usec,
+                                 0, on_idle_timer, m);
 }
 
 /* SIGTERM/SIGINT: running jobs are cancelled (they stop at their next safe
@@ -196,8 +196,8 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
  * be answered any more and the name is gone, so exit with a failure status
  * and let the service manager restart us. */
 static int on_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        fprintf(stderr, "Lost the connection to the %s bus: exiting\n", arg.bus);
         Manager *manager = userdata;
+        fprintf(stderr, "Lost the connection to the %s bus: exiting\n", manager->bus_address);
         bus_jobs_cancel_all(manager); /* a job waiting on a silent pipe would keep the workers */
         return sd_event_exit(manager->event, -ECONNRESET);
 }
@@ -214,10 +214,16 @@ static const ModelHooks bus_hooks = {
 };
 
 int main(int argc, char **argv) {
-        int r = parse_args(argc, argv);
+        Args arg = { "system", "/var/lib/qubes-storage", "/var/lib/qubes", 0, IMPORT_IDLE_TIMEOUT_SEC };
+        int r = parse_args(argc, argv, &arg);
         if (r < 0)
                 return EXIT_FAILURE;
-        Manager manager = { .state_dir = arg.state_dir, .import_idle_sec = arg.import_idle_sec };
+        Manager manager = {
+                .state_dir = arg.state_dir,
+                .bus_address = arg.bus,
+                .exit_idle_usec = arg.exit_idle_usec,
+                .import_idle_sec = arg.import_idle_sec,
+        };
         limits_raise_nofile();
         /* libblockdev sets environment variables: before any thread starts */
         drivers_init();
@@ -247,7 +253,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "Cannot set up the event loop: %s\n", strerror(-r));
                 return EXIT_FAILURE;
         }
-        r = open_bus(&bus);
+        r = open_bus(arg.bus, &bus);
         if (r < 0) {
                 fprintf(stderr, "Cannot connect to the %s bus: %s\n", arg.bus, strerror(-r));
                 return EXIT_FAILURE;

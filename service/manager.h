@@ -2,7 +2,8 @@
  * what lives as long as the service does, made in main() and reached from
  * every handler and callback (as userdata, or through a pool's manager).
  * Only the loop thread touches it; workers read state_dir, which never
- * changes. */
+ * changes. The task runner (jobs.c) is not here yet: its workers and
+ * completion eventfd are still one per process. */
 #pragma once
 
 #include <glib.h>
@@ -44,6 +45,8 @@ struct Manager {
         GHashTable *jobs;         /* BusJob* running */
         unsigned import_idle_sec; /* an Import whose stream stays silent this long fails */
         /* main.c: exit when idle, drain when stopping */
+        const char *bus_address;  /* --bus */
+        uint64_t exit_idle_usec;  /* --exit-idle; 0: never */
         uint64_t last_activity;
         sd_event_source *idle_timer;
         bool releasing;           /* the name is released: exit once nothing is in flight */
