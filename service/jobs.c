@@ -13,7 +13,7 @@ struct TaskQueue {
         bool busy;
 };
 
-static struct {
+struct TaskRunner {
         GThreadPool *pool;
         GThreadPool *data_pool; /* streaming tasks */
         int efd;
@@ -22,7 +22,7 @@ static struct {
         GQueue finished; /* protected by lock */
         GQueue unrun;    /* submitted after the workers stopped: never run */
         unsigned pending;
-} runner = { .efd = -1 };
+};
 
 TaskQueue *task_queue_new(void) {
         TaskQueue *q = g_new0(TaskQueue, 1);
@@ -44,12 +44,12 @@ void task_queue_unref(TaskQueue *q) {
         g_free(q);
 }
 
-static void post_finished(Task *t) {
-        g_mutex_lock(&runner.lock);
-        g_queue_push_tail(&runner.finished, t);
-        g_mutex_unlock(&runner.lock);
+static void post_finished(TaskRunner *r, Task *t) {
+        g_mutex_lock(&r->lock);
+        g_queue_push_tail(&r->finished, t);
+        g_mutex_unlock(&r->lock);
         uint64_t one = 1;
-        while (write(runner.efd, &one, sizeof(one)) < 0 && errno == EINTR)
+        while (write(r->efd, &one, sizeof(one)) < 0 && errno == EINTR)
                 ;
 }
 
@@ -58,6 +58,7 @@ static void post_finished(Task *t) {
 #define WORKER_NICE 10
 
 static void worker(gpointer data, gpointer user_data) {
+        TaskRunner *r = user_data;
         static __thread bool niced;
         if (!niced) {
                 niced = true;
@@ -65,29 +66,29 @@ static void worker(gpointer data, gpointer user_data) {
         }
         Task *t = data;
         t->work(t);
-        post_finished(t);
+        post_finished(r, t);
 }
 
-static void dispatch(Task *t) {
+static void dispatch(TaskRunner *r, Task *t) {
         if (t->prepare)
                 t->prepare(t);
-        GThreadPool *pool = t->streaming ? runner.data_pool : runner.pool;
+        GThreadPool *pool = t->streaming ? r->data_pool : r->pool;
         if (t->skip || !t->work)
-                post_finished(t);
+                post_finished(r, t);
         else if (pool)
                 /* GLib queues t even when it cannot start one more thread:
                  * a running worker takes it */
                 g_thread_pool_push(pool, t, NULL);
         else
-                g_queue_push_tail(&runner.unrun, t);
+                g_queue_push_tail(&r->unrun, t);
 }
 
-void task_submit(Task *t, TaskQueue *q) {
-        runner.pending++;
+void task_submit(TaskRunner *r, Task *t, TaskQueue *q) {
+        r->pending++;
         t->skip = false;
         t->queue = task_queue_ref(q);
         if (!q) {
-                dispatch(t);
+                dispatch(r, t);
                 return;
         }
         if (q->busy) {
@@ -95,76 +96,92 @@ void task_submit(Task *t, TaskQueue *q) {
                 return;
         }
         q->busy = true;
-        dispatch(t);
+        dispatch(r, t);
 }
 
-static void finish(Task *t) {
+static void finish(TaskRunner *r, Task *t) {
         TaskQueue *q = t->queue;
         t->queue = NULL;
-        runner.pending--;
+        r->pending--;
         t->done(t);
         if (!q)
                 return;
         Task *next = g_queue_pop_head(&q->waiting);
         if (next)
-                dispatch(next);
+                dispatch(r, next);
         else
                 q->busy = false;
         task_queue_unref(q);
 }
 
 static int on_eventfd(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        TaskRunner *r = userdata;
         uint64_t n;
         while (read(fd, &n, sizeof(n)) < 0 && errno == EINTR)
                 ;
         for (;;) {
-                g_mutex_lock(&runner.lock);
-                Task *t = g_queue_pop_head(&runner.finished);
-                g_mutex_unlock(&runner.lock);
+                g_mutex_lock(&r->lock);
+                Task *t = g_queue_pop_head(&r->finished);
+                g_mutex_unlock(&r->lock);
                 if (!t)
                         break;
-                finish(t);
+                finish(r, t);
         }
         return 0;
 }
 
-int tasks_init(sd_event *event, unsigned max_threads, unsigned data_threads) {
-        runner.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (runner.efd < 0)
+int tasks_init(sd_event *event, unsigned max_threads, unsigned data_threads, TaskRunner **out) {
+        int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (efd < 0)
                 return -errno;
-        g_queue_init(&runner.finished);
-        g_queue_init(&runner.unrun);
+        TaskRunner *r = g_new0(TaskRunner, 1);
+        r->efd = efd;
+        g_mutex_init(&r->lock);
+        g_queue_init(&r->finished);
+        g_queue_init(&r->unrun);
         /* not exclusive: threads start on demand, so making the pools
          * cannot fail */
-        runner.pool = g_thread_pool_new(worker, NULL, (gint) max_threads, FALSE, NULL);
-        runner.data_pool = g_thread_pool_new(worker, NULL, (gint) data_threads, FALSE, NULL);
-        return sd_event_add_io(event, &runner.source, runner.efd, EPOLLIN, on_eventfd, NULL);
+        r->pool = g_thread_pool_new(worker, r, (gint) max_threads, FALSE, NULL);
+        r->data_pool = g_thread_pool_new(worker, r, (gint) data_threads, FALSE, NULL);
+        *out = r;
+        return sd_event_add_io(event, &r->source, r->efd, EPOLLIN, on_eventfd, r);
 }
 
 /* After the loop: the workers finish what they run; the tasks that finished
  * since the loop stopped complete here (their done frees them and sends the
  * reply while the bus is still open). What they or their queues submit now
- * never runs: it stays in runner.unrun until the process exits. */
-void tasks_shutdown(void) {
-        if (runner.pool)
-                g_thread_pool_free(runner.pool, FALSE, TRUE);
-        if (runner.data_pool)
-                g_thread_pool_free(runner.data_pool, FALSE, TRUE);
-        runner.pool = runner.data_pool = NULL;
-        runner.source = sd_event_source_disable_unref(runner.source);
+ * never runs: it stays in r->unrun until tasks_free or the process exits. */
+void tasks_shutdown(TaskRunner *r) {
+        if (!r)
+                return;
+        if (r->pool)
+                g_thread_pool_free(r->pool, FALSE, TRUE);
+        if (r->data_pool)
+                g_thread_pool_free(r->data_pool, FALSE, TRUE);
+        r->pool = r->data_pool = NULL;
+        r->source = sd_event_source_disable_unref(r->source);
         for (;;) {
-                g_mutex_lock(&runner.lock);
-                Task *t = g_queue_pop_head(&runner.finished);
-                g_mutex_unlock(&runner.lock);
+                g_mutex_lock(&r->lock);
+                Task *t = g_queue_pop_head(&r->finished);
+                g_mutex_unlock(&r->lock);
                 if (!t)
                         break;
-                finish(t);
+                finish(r, t);
         }
-        if (runner.efd >= 0)
-                close(runner.efd);
-        runner.efd = -1;
+        if (r->efd >= 0)
+                close(r->efd);
+        r->efd = -1;
 }
 
-unsigned tasks_pending(void) {
-        return runner.pending;
+void tasks_free(TaskRunner *r) {
+        if (!r)
+                return;
+        g_assert(!r->pool && !r->data_pool);
+        g_queue_clear(&r->unrun);
+        g_mutex_clear(&r->lock);
+        g_free(r);
+}
+
+unsigned tasks_pending(TaskRunner *r) {
+        return r->pending;
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <systemd/sd-event.h>
 
+typedef struct TaskRunner TaskRunner;
 typedef struct TaskQueue TaskQueue;
 typedef struct Task Task;
 
@@ -26,16 +27,22 @@ struct Task {
         TaskQueue *queue;
 };
 
-/* max_threads workers for short operations, data_threads for streaming. */
-int tasks_init(sd_event *event, unsigned max_threads, unsigned data_threads);
-void tasks_shutdown(void);
+/* A runner on event (in *out, even when attaching to event fails, so that
+ * tasks_shutdown can take it down): max_threads workers for short
+ * operations, data_threads for streaming. */
+int tasks_init(sd_event *event, unsigned max_threads, unsigned data_threads, TaskRunner **out);
+/* After the loop: see jobs.c. r stays valid: what is submitted later is
+ * kept, never run, until tasks_free or the process exits. */
+void tasks_shutdown(TaskRunner *r);
+/* Frees a shut down runner; the tasks it never ran are their owners'. */
+void tasks_free(TaskRunner *r);
 
 TaskQueue *task_queue_new(void);
 TaskQueue *task_queue_ref(TaskQueue *q);
 void task_queue_unref(TaskQueue *q);
 
 /* Loop thread only. q may be NULL. */
-void task_submit(Task *t, TaskQueue *q);
+void task_submit(TaskRunner *r, Task *t, TaskQueue *q);
 
 /* Tasks submitted and not yet done. */
-unsigned tasks_pending(void);
+unsigned tasks_pending(TaskRunner *r);

@@ -138,7 +138,7 @@ static int on_message(sd_bus_message *m, void *userdata, sd_bus_error *error) {
 
 static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
-        bool busy = tasks_pending() > 0 || auth_pending(m) > 0 || callers_holdings(m) > 0;
+        bool busy = tasks_pending(m->tasks) > 0 || auth_pending(m) > 0 || callers_holdings(m) > 0;
         uint64_t due = m->last_activity + m->exit_idle_usec;
         if (!busy && m->releasing)
                 return sd_event_exit(sd_event_source_get_event(s), 0);
@@ -170,7 +170,8 @@ static int setup_exit_idle(Manager *m) {
  * finish (their replies are sent, their records written), then the service
  * exits 0. No new periodic work starts meanwhile; reads are still answered. */
 static int on_drain_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        if (tasks_pending() == 0 && auth_pending(userdata) == 0)
+        Manager *m = userdata;
+        if (tasks_pending(m->tasks) == 0 && auth_pending(m) == 0)
                 return sd_event_exit(sd_event_source_get_event(s), 0);
         sd_event_source_set_time(s, usec + 50 * USEC_PER_MSEC);
         return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
@@ -187,7 +188,7 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
         auth_refuse_new(m, "qubes-storaged is stopping");
         bus_jobs_cancel_all(m);
         fprintf(stderr, "Stopping: cancelling jobs, waiting for %u operation(s) and %u authorization(s) in progress\n",
-                tasks_pending(), auth_pending(m));
+                tasks_pending(m->tasks), auth_pending(m));
         sd_event_now(event, CLOCK_MONOTONIC, &now);
         return sd_event_add_time(event, NULL, CLOCK_MONOTONIC, now, 0, on_drain_timer, m);
 }
@@ -246,7 +247,7 @@ int main(int argc, char **argv) {
         if (r >= 0)
                 r = sd_event_add_signal(event, NULL, SIGINT, on_stop_signal, &manager);
         if (r >= 0)
-                r = tasks_init(event, WORKER_THREADS, DATA_WORKER_THREADS);
+                r = tasks_init(event, WORKER_THREADS, DATA_WORKER_THREADS, &manager.tasks);
         if (r >= 0)
                 r = pool_ops_init(&manager);
         if (r < 0) {
@@ -290,7 +291,7 @@ int main(int argc, char **argv) {
         manager.bus = NULL;
         manager.idle_timer = sd_event_source_disable_unref(manager.idle_timer);
         pool_ops_shutdown(&manager);
-        tasks_shutdown(); /* runs what finished meanwhile: before what it may use goes */
+        tasks_shutdown(manager.tasks); /* runs what finished meanwhile: before what it may use goes */
         auth_shutdown(&manager);
         if (r == -ECONNRESET)
                 return EXIT_FAILURE;

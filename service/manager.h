@@ -20,6 +20,7 @@ struct Manager {
         uint64_t changes_marks;   /* marks so far: the signals' order */
         sd_event_source *changes_flush;
         const char *state_dir;
+        TaskRunner *tasks;        /* jobs.c: the workers every operation runs on */
         /* the model (model.c) */
         GHashTable *pools;        /* name -> Pool* */
         ModelHooks hooks;         /* the bus layer's, once it is published */

@@ -188,7 +188,7 @@ void pool_op_submit(PoolOp *op) {
                 g_hash_table_add(m->adding, g_strdup(p->name));
                 if (!m->add_queue)
                         m->add_queue = task_queue_new();
-                task_submit(&op->task, m->add_queue);
+                task_submit(m->tasks, &op->task, m->add_queue);
                 return;
         case POP_REMOVE:
                 if (pool_created_volumes(p) > 0) {
@@ -198,7 +198,7 @@ void pool_op_submit(PoolOp *op) {
                         return;
                 }
                 p->removed = true;
-                task_submit(&op->task, p->queue);
+                task_submit(m->tasks, &op->task, p->queue);
                 return;
         case POP_SET_REVISIONS: {
                 op->config = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
@@ -210,7 +210,7 @@ void pool_op_submit(PoolOp *op) {
                 if (g_strv_contains(p->driver->params, "revisions_to_keep"))
                         g_hash_table_replace(op->config, g_strdup("revisions_to_keep"),
                                              g_strdup_printf("%d", op->revisions_to_keep));
-                task_submit(&op->task, p->queue);
+                task_submit(m->tasks, &op->task, p->queue);
                 return;
         }
         case POP_REFRESH:

@@ -87,7 +87,7 @@ static void start_refresh(Pool *p) {
         u->pool = pool_ref(p);
         u->waiters = g_steal_pointer(&p->usage_waiters);
         p->usage_busy = true;
-        task_submit(&u->task, NULL);
+        task_submit(p->manager->tasks, &u->task, NULL);
 }
 
 static int on_delay(sd_event_source *s, uint64_t usec, void *userdata) {

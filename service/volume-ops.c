@@ -331,7 +331,7 @@ VolumeOp *volume_op_new_create(Pool *p, VolumeSpec *s, StorageError *err) {
 }
 
 void volume_op_submit(VolumeOp *op) {
-        task_submit(&op->task, op->volume->queue);
+        task_submit(op->volume->pool->manager->tasks, &op->task, op->volume->queue);
 }
 
 /* Startup only, before the loop runs. */

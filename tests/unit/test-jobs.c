@@ -111,16 +111,20 @@ static void task_setup(TestTask *tt, int id) {
         *tt = (TestTask) { .task = { .prepare = on_prepare, .work = on_work, .done = on_done }, .id = id };
 }
 
+static TaskRunner *runner; /* the test's, from loop_new to loop_free */
+
 static sd_event *loop_new(unsigned threads, unsigned data_threads) {
         sd_event *e = NULL;
         g_assert_cmpint(sd_event_new(&e), >=, 0);
-        g_assert_cmpint(tasks_init(e, threads, data_threads), >=, 0);
+        g_assert_cmpint(tasks_init(e, threads, data_threads, &runner), >=, 0);
         rec_reset();
         return e;
 }
 
 static void loop_free(sd_event *e) {
-        tasks_shutdown();
+        tasks_shutdown(runner); /* after test_shutdown's own: does nothing */
+        tasks_free(runner);
+        runner = NULL;
         sd_event_unref(e);
 }
 
@@ -175,7 +179,7 @@ static void wait_worked(int id) {
  * is done, and they run in submission order. */
 static void test_queue_order(void) {
         sd_event *e = loop_new(4, 1);
-        unsigned base = tasks_pending();
+        unsigned base = tasks_pending(runner);
         TaskQueue *q = task_queue_new();
         Gate gate = { 0 };
         TestTask t[N_ORDER];
@@ -183,9 +187,9 @@ static void test_queue_order(void) {
                 task_setup(&t[i], i + 1);
                 if (i == 0)
                         t[i].gate = &gate;
-                task_submit(&t[i].task, q);
+                task_submit(runner, &t[i].task, q);
         }
-        g_assert_cmpuint(tasks_pending(), ==, base + N_ORDER);
+        g_assert_cmpuint(tasks_pending(runner), ==, base + N_ORDER);
         wait_entered(&gate);
         g_autofree char *early = rec_log();
         g_assert_cmpstr(early, ==, "p1");
@@ -197,7 +201,7 @@ static void test_queue_order(void) {
                 g_string_append_printf(want, "%sp%d w%d d%d", i > 1 ? " " : "", i, i, i);
         g_autofree char *log = rec_log();
         g_assert_cmpstr(log, ==, want->str);
-        g_assert_cmpuint(tasks_pending(), ==, base);
+        g_assert_cmpuint(tasks_pending(runner), ==, base);
         task_queue_unref(q);
         loop_free(e);
 }
@@ -213,9 +217,9 @@ static void test_queues_run_in_parallel(void) {
         a.wait_for = others;
         task_setup(&b, 2);
         task_setup(&c, 3);
-        task_submit(&a.task, qa);
-        task_submit(&b.task, qb);
-        task_submit(&c.task, NULL);
+        task_submit(runner, &a.task, qa);
+        task_submit(runner, &b.task, qb);
+        task_submit(runner, &c.task, NULL);
         run_until_done(e, 3);
         g_autofree char *log = rec_log();
         if (a.gave_up)
@@ -236,8 +240,8 @@ static void test_streaming_apart(void) {
         s.task.streaming = true;
         s.wait_for = shorts;
         task_setup(&t, 2);
-        task_submit(&s.task, NULL);
-        task_submit(&t.task, NULL);
+        task_submit(runner, &s.task, NULL);
+        task_submit(runner, &t.task, NULL);
         run_until_done(e, 2);
         if (s.gave_up)
                 g_error("the streaming task waited 60 s for the short task to work");
@@ -249,18 +253,18 @@ static void test_streaming_apart(void) {
  * then. */
 static void test_done_on_loop(void) {
         sd_event *e = loop_new(2, 1);
-        unsigned base = tasks_pending();
+        unsigned base = tasks_pending(runner);
         TestTask t;
         task_setup(&t, 1);
-        task_submit(&t.task, NULL);
+        task_submit(runner, &t.task, NULL);
         wait_worked(1);
         g_autofree char *before = rec_log();
         g_assert_cmpstr(before, ==, "p1 w1");
-        g_assert_cmpuint(tasks_pending(), ==, base + 1);
+        g_assert_cmpuint(tasks_pending(runner), ==, base + 1);
         run_until_done(e, 1);
         g_autofree char *after = rec_log();
         g_assert_cmpstr(after, ==, "p1 w1 d1");
-        g_assert_cmpuint(tasks_pending(), ==, base);
+        g_assert_cmpuint(tasks_pending(runner), ==, base);
         loop_free(e);
 }
 
@@ -276,7 +280,7 @@ static void test_skip(void) {
         t[2].task.work = NULL;
         t[3].task.skip = true;
         for (int i = 0; i < 4; i++)
-                task_submit(&t[i].task, q);
+                task_submit(runner, &t[i].task, q);
         run_until_done(e, 4);
         g_autofree char *log = rec_log();
         g_assert_cmpstr(log, ==, "p1 w1 d1 p2 d2 p3 d3 p4 w4 d4");
@@ -288,25 +292,26 @@ static void test_skip(void) {
  * the next task of its queue is prepared but never runs and stays pending. */
 static void test_shutdown(void) {
         sd_event *e = loop_new(2, 1);
-        unsigned base = tasks_pending();
+        unsigned base = tasks_pending(runner);
         TaskQueue *q = task_queue_new();
         Gate gate = { 0 };
-        /* static: the second task stays with the runner after the test */
+        /* static: the second task is never run nor done */
         static TestTask x, y;
         task_setup(&x, 1);
         x.gate = &gate;
         task_setup(&y, 2);
-        task_submit(&x.task, q);
-        task_submit(&y.task, q);
+        task_submit(runner, &x.task, q);
+        task_submit(runner, &y.task, q);
         wait_entered(&gate);
         gate_open(&gate);
         wait_worked(1);
         g_autofree char *before = rec_log();
         g_assert_cmpstr(before, ==, "p1 w1");
-        loop_free(e);
+        tasks_shutdown(runner);
         g_autofree char *after = rec_log();
         g_assert_cmpstr(after, ==, "p1 w1 d1 p2");
-        g_assert_cmpuint(tasks_pending(), ==, base + 1);
+        g_assert_cmpuint(tasks_pending(runner), ==, base + 1);
+        loop_free(e);
 }
 
 int main(int argc, char **argv) {
