@@ -293,6 +293,7 @@ int main(int argc, char **argv) {
         pool_ops_shutdown(&manager);
         tasks_shutdown(manager.tasks); /* runs what finished meanwhile: before what it may use goes */
         auth_shutdown(&manager);
+        tasks_free(g_steal_pointer(&manager.tasks));
         if (r == -ECONNRESET)
                 return EXIT_FAILURE;
         if (r < 0) {

@@ -396,5 +396,7 @@ int pool_ops_init(Manager *m) {
 
 void pool_ops_shutdown(Manager *m) {
         m->periodic = sd_event_source_disable_unref(m->periodic);
+        /* an add op still queued holds the queue */
+        g_clear_pointer(&m->add_queue, task_queue_unref);
         usage_shutdown(m);
 }
