@@ -204,11 +204,9 @@ void bus_job_finish(BusJob *j, const StorageError *err) {
 int bus_job_check_limits(Manager *manager, sd_bus_message *m, sd_bus_error *error) {
         const char *sender = sd_bus_message_get_sender(m);
         uid_t uid;
-        if (caller_uid_cached(manager, sender, &uid) < 0)
-                return error_set(error, SE_NOT_AUTHORIZED, "Not authorized: the uid of caller %s is unknown",
-                                 sender ? sender : "(none)");
-        if (uid == 0)
-                return 0;
+        int r = caller_uid_limited(manager, sender, &uid, error);
+        if (r <= 0)
+                return r;
         unsigned by_name = 0, by_uid = 0;
         GHashTableIter it;
         gpointer key;

@@ -316,11 +316,9 @@ static int method_import(sd_bus_message *m, void *userdata, sd_bus_error *error)
 static int check_import_limits(sd_bus_message *m, Manager *manager, sd_bus_error *error) {
         const char *sender = callers_owner_of(m);
         uid_t uid;
-        if (caller_uid_cached(manager, sender, &uid) < 0)
-                return error_set(error, SE_NOT_AUTHORIZED, "Not authorized: the uid of caller %s is unknown",
-                                 sender ? sender : "(none)");
-        if (uid == 0)
-                return 0;
+        int r = caller_uid_limited(manager, sender, &uid, error);
+        if (r <= 0)
+                return r;
         unsigned by_name = callers_count(manager, sender, HOLDING_IMPORT), by_uid = 0;
         g_autoptr(GPtrArray) pools = model_pools(manager);
         for (guint i = 0; i < pools->len; i++) {

@@ -132,6 +132,13 @@ int caller_uid_cached(Manager *manager, const char *name, uid_t *uid) {
         return 0;
 }
 
+int caller_uid_limited(Manager *manager, const char *name, uid_t *uid, sd_bus_error *error) {
+        if (caller_uid_cached(manager, name, uid) < 0)
+                return error_set(error, SE_NOT_AUTHORIZED, "Not authorized: the uid of caller %s is unknown",
+                                 name ? name : "(none)");
+        return *uid != 0;
+}
+
 bool caller_uid_left(Manager *manager, const char *name) {
         Entry *e = manager->callers && name ? g_hash_table_lookup(manager->callers, name) : NULL;
         return !e || e->gone;

@@ -27,6 +27,11 @@ int caller_uid(Manager *manager, sd_bus_message *m, uid_t *uid, sd_bus_error *er
 /* The remembered uid of a unique name: 0 with *uid, -ENOENT when unknown. */
 int caller_uid_cached(Manager *manager, const char *name, uid_t *uid);
 
+/* For a limit check of the caller `name` (caller-limits.h): 1 with *uid
+ * when limits apply, 0 for uid 0 (no limits), negative with *error set
+ * (NotAuthorized) when its uid is not known. */
+int caller_uid_limited(Manager *manager, const char *name, uid_t *uid, sd_bus_error *error);
+
 /* Whether the caller name has left the bus. Unique names are never reused,
  * so a name that made a call (every call passes caller_uid() before it can
  * hold anything) and is no longer known has left: true also when it left
