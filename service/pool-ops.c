@@ -81,6 +81,8 @@ static void op_work(Task *t) {
                         return;
                 if (p->driver->pool_setup(p->drv, &op->err) < 0)
                         return;
+                /* the pool is added: a usage it cannot read yet stays 0 until
+                 * the next refresh, it does not fail AddPool */
                 if (store_save_pool(state_dir, p->name, p->driver->name, p->config, &op->err) == 0)
                         p->driver->pool_usage(p->drv, &op->usage, NULL);
                 return;

@@ -23,6 +23,8 @@ typedef struct UsageTask {
 
 static void read_storage(Pool *p, PoolUsage *u, char ***vids, bool *scanned) {
         *u = (PoolUsage) { 0 };
+        /* no caller to tell: a failed read leaves what it could not read at 0
+         * (zeroed above), and a failed scan keeps the volumes known (scanned false) */
         p->driver->pool_usage(p->drv, u, NULL);
         *scanned = p->driver->pool_scan && p->driver->pool_scan(p->drv, vids, NULL) >= 0;
 }
@@ -40,6 +42,8 @@ static void usage_work(Task *t) {
         UsageTask *u = (UsageTask *) t;
         Pool *p = u->pool;
         /* asked for explicitly (RefreshUsage): no cached answers */
+        /* a failed refresh shows in the read that follows, which uses what
+         * the driver still has */
         if (u->waiters && p->driver->pool_refresh)
                 p->driver->pool_refresh(p->drv, NULL);
         read_storage(p, &u->usage, &u->vids, &u->scanned);
