@@ -182,6 +182,11 @@ void bus_jobs_cancel_all(Manager *manager) {
                 job_cancel(j);
 }
 
+void bus_jobs_free(Manager *manager) {
+        /* every job has finished (its task ran) or was never started */
+        g_clear_pointer(&manager->jobs, g_hash_table_destroy);
+}
+
 void bus_job_finish(BusJob *j, const StorageError *err) {
         bool ok = !err || err->code == SE_OK;
         if (j->manager->jobs)

@@ -42,3 +42,5 @@ void bus_job_finish(BusJob *j, const StorageError *err);
 /* Cancels every running job (the service is stopping): each stops at its
  * next safe point and completes as Cancelled. */
 void bus_jobs_cancel_all(Manager *manager);
+/* At exit, once no task runs. */
+void bus_jobs_free(Manager *manager);

@@ -294,6 +294,8 @@ int main(int argc, char **argv) {
         tasks_shutdown(manager.tasks); /* runs what finished meanwhile: before what it may use goes */
         auth_shutdown(&manager);
         tasks_free(g_steal_pointer(&manager.tasks));
+        bus_jobs_free(&manager);
+        model_free(&manager);
         if (r == -ECONNRESET)
                 return EXIT_FAILURE;
         if (r < 0) {

@@ -70,6 +70,19 @@ void model_remove_pool(Pool *p) {
         g_hash_table_remove(pools_table(p->manager), p->name);
 }
 
+void model_free(Manager *m) {
+        m->hooks = (ModelHooks) { 0 };
+        if (!m->pools)
+                return;
+        /* a volume holds its pool: drop the volumes first */
+        GHashTableIter it;
+        gpointer value;
+        g_hash_table_iter_init(&it, m->pools);
+        while (g_hash_table_iter_next(&it, NULL, &value))
+                g_hash_table_remove_all(((Pool *) value)->volumes);
+        g_clear_pointer(&m->pools, g_hash_table_destroy);
+}
+
 Pool *model_find_pool(Manager *m, const char *name) {
         return g_hash_table_lookup(pools_table(m), name);
 }

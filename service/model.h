@@ -79,6 +79,8 @@ void pool_unref(Pool *p);
 void model_add_pool(Pool *p);          /* takes the reference */
 void model_remove_pool(Pool *p);
 Pool *model_find_pool(Manager *m, const char *name);
+/* At exit, once no task runs: every pool and volume goes, unannounced. */
+void model_free(Manager *m);
 /* Sorted by name; the array does not own the pools. */
 GPtrArray *model_pools(Manager *m);
 /* Sorted by vid; the array does not own the volumes. */

@@ -400,5 +400,7 @@ void pool_ops_shutdown(Manager *m) {
         m->periodic = sd_event_source_disable_unref(m->periodic);
         /* an add op still queued holds the queue */
         g_clear_pointer(&m->add_queue, task_queue_unref);
+        g_clear_pointer(&m->adding, g_hash_table_destroy);
+        g_clear_pointer(&m->warned_vids, g_hash_table_destroy);
         usage_shutdown(m);
 }
