@@ -20,7 +20,6 @@ struct TaskRunner {
         sd_event_source *source;
         GMutex lock;
         GQueue finished; /* protected by lock */
-        GQueue unrun;    /* submitted after the workers stopped: never run */
         unsigned pending;
 };
 
@@ -70,22 +69,28 @@ static void worker(gpointer data, gpointer user_data) {
 }
 
 static void dispatch(TaskRunner *r, Task *t) {
+        GThreadPool *pool = t->streaming ? r->data_pool : r->pool;
+        if (!pool) {
+                /* shut down: tasks_shutdown's drain completes it */
+                t->abandoned = t->skip = true;
+                g_mutex_lock(&r->lock);
+                g_queue_push_tail(&r->finished, t);
+                g_mutex_unlock(&r->lock);
+                return;
+        }
         if (t->prepare)
                 t->prepare(t);
-        GThreadPool *pool = t->streaming ? r->data_pool : r->pool;
         if (t->skip || !t->work)
                 post_finished(r, t);
-        else if (pool)
+        else
                 /* GLib queues t even when it cannot start one more thread:
                  * a running worker takes it */
                 g_thread_pool_push(pool, t, NULL);
-        else
-                g_queue_push_tail(&r->unrun, t);
 }
 
 void task_submit(TaskRunner *r, Task *t, TaskQueue *q) {
         r->pending++;
-        t->skip = false;
+        t->skip = t->abandoned = false;
         t->queue = task_queue_ref(q);
         if (!q) {
                 dispatch(r, t);
@@ -114,19 +119,14 @@ static void finish(TaskRunner *r, Task *t) {
         task_queue_unref(q);
 }
 
+static void drain(TaskRunner *r);
+
 static int on_eventfd(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         TaskRunner *r = userdata;
         uint64_t n;
         while (read(fd, &n, sizeof(n)) < 0 && errno == EINTR)
                 ;
-        for (;;) {
-                g_mutex_lock(&r->lock);
-                Task *t = g_queue_pop_head(&r->finished);
-                g_mutex_unlock(&r->lock);
-                if (!t)
-                        break;
-                finish(r, t);
-        }
+        drain(r);
         return 0;
 }
 
@@ -138,7 +138,6 @@ int tasks_init(sd_event *event, unsigned max_threads, unsigned data_threads, Tas
         r->efd = efd;
         g_mutex_init(&r->lock);
         g_queue_init(&r->finished);
-        g_queue_init(&r->unrun);
         /* not exclusive: threads start on demand, so making the pools
          * cannot fail */
         r->pool = g_thread_pool_new(worker, r, (gint) max_threads, FALSE, NULL);
@@ -147,10 +146,22 @@ int tasks_init(sd_event *event, unsigned max_threads, unsigned data_threads, Tas
         return sd_event_add_io(event, &r->source, r->efd, EPOLLIN, on_eventfd, r);
 }
 
+/* Completes every finished task, and those their done callbacks submit. */
+static void drain(TaskRunner *r) {
+        for (;;) {
+                g_mutex_lock(&r->lock);
+                Task *t = g_queue_pop_head(&r->finished);
+                g_mutex_unlock(&r->lock);
+                if (!t)
+                        break;
+                finish(r, t);
+        }
+}
+
 /* After the loop: the workers finish what they run; the tasks that finished
  * since the loop stopped complete here (their done frees them and sends the
  * reply while the bus is still open). What they or their queues submit now
- * never runs: it stays in r->unrun until tasks_free or the process exits. */
+ * never runs: it is abandoned (Task.abandoned), completed here too. */
 void tasks_shutdown(TaskRunner *r) {
         if (!r)
                 return;
@@ -160,14 +171,7 @@ void tasks_shutdown(TaskRunner *r) {
                 g_thread_pool_free(r->data_pool, FALSE, TRUE);
         r->pool = r->data_pool = NULL;
         r->source = sd_event_source_disable_unref(r->source);
-        for (;;) {
-                g_mutex_lock(&r->lock);
-                Task *t = g_queue_pop_head(&r->finished);
-                g_mutex_unlock(&r->lock);
-                if (!t)
-                        break;
-                finish(r, t);
-        }
+        drain(r);
         if (r->efd >= 0)
                 close(r->efd);
         r->efd = -1;
@@ -177,7 +181,7 @@ void tasks_free(TaskRunner *r) {
         if (!r)
                 return;
         g_assert(!r->pool && !r->data_pool);
-        g_queue_clear(&r->unrun);
+        drain(r); /* abandoned since tasks_shutdown */
         g_mutex_clear(&r->lock);
         g_free(r);
 }

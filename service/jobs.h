@@ -23,6 +23,10 @@ struct Task {
          * makes it (a stream copy); it runs on the data workers, never
          * holding a worker that short operations need. */
         bool streaming;
+        /* Set by the runner for a task submitted after tasks_shutdown: it
+         * never runs (nor its prepare); done is called at once and must
+         * fail it, so that nothing waits on it or leaks. */
+        bool abandoned;
         /* private */
         TaskQueue *queue;
 };
@@ -32,9 +36,9 @@ struct Task {
  * operations, data_threads for streaming. */
 int tasks_init(sd_event *event, unsigned max_threads, unsigned data_threads, TaskRunner **out);
 /* After the loop: see jobs.c. r stays valid: what is submitted later is
- * kept, never run, until tasks_free or the process exits. */
+ * abandoned (Task.abandoned), completed by tasks_free at the latest. */
 void tasks_shutdown(TaskRunner *r);
-/* Frees a shut down runner; the tasks it never ran are their owners'. */
+/* Frees a shut down runner, completing what was abandoned meanwhile. */
 void tasks_free(TaskRunner *r);
 
 TaskQueue *task_queue_new(void);

@@ -107,6 +107,8 @@ static void op_finish(PoolOp *op) {
 static void op_done(Task *t) {
         PoolOp *op = (PoolOp *) t;
         Pool *p = op->pool;
+        if (t->abandoned)
+                se_set(&op->err, SE_FAILED, "Not run for pool %s: qubes-storaged is stopping", p->name);
         bool ok = op->err.code == SE_OK;
         switch (op->kind) {
         case POP_ADD:

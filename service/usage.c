@@ -66,6 +66,13 @@ static void usage_done(Task *t) {
         UsageTask *u = (UsageTask *) t;
         Pool *p = u->pool;
         p->usage_busy = false;
+        if (t->abandoned) {
+                /* never read: what is known stays, and nothing more is asked */
+                answer(p, g_steal_pointer(&u->waiters));
+                pool_unref(p);
+                g_free(u);
+                return;
+        }
         p->usage_read_usec = clock_usec(CLOCK_MONOTONIC);
         if (!p->removed) {
                 pool_set_usage(p, &u->usage);
@@ -154,7 +161,7 @@ void usage_init(Manager *m, UsageScanned scanned) {
 /* Stopping (SIGTERM, while the loop still runs): a refresh waiting for its
  * delay runs now, so that the RefreshUsage calls waiting on it are answered
  * while the service drains. After the loop has
- * ended nothing can run: the pools and their waiters go with the process. */
+ * ended nothing can run: a delayed refresh is dropped. */
 void usage_shutdown(Manager *m) {
         bool running = m->usage_event && sd_event_get_state(m->usage_event) != SD_EVENT_FINISHED;
         m->usage_event = NULL;
@@ -162,6 +169,15 @@ void usage_shutdown(Manager *m) {
         while (running && delayed && delayed->len > 0) {
                 Pool *p = delayed->pdata[delayed->len - 1];
                 on_delay(p->usage_timer, 0, p);
+        }
+        /* the loop has ended (the bus was lost): a delayed refresh is
+         * dropped, its waiters answered with what is known (the answers go
+         * nowhere, but what waits is freed), its timer's pool reference too */
+        while (!running && delayed && delayed->len > 0) {
+                Pool *p = g_ptr_array_steal_index_fast(delayed, delayed->len - 1);
+                p->usage_timer = sd_event_source_disable_unref(p->usage_timer);
+                answer(p, g_steal_pointer(&p->usage_waiters));
+                pool_unref(p);
         }
         if (delayed && delayed->len == 0)
                 g_clear_pointer(&m->delayed, g_ptr_array_unref);

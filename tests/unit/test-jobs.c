@@ -289,14 +289,14 @@ static void test_skip(void) {
 }
 
 /* tasks_shutdown completes a task that finished after the loop stopped;
- * the next task of its queue is prepared but never runs and stays pending. */
+ * the next task of its queue is abandoned: neither prepared nor run, but
+ * done (told it was abandoned), so nothing stays pending. */
 static void test_shutdown(void) {
         sd_event *e = loop_new(2, 1);
         unsigned base = tasks_pending(runner);
         TaskQueue *q = task_queue_new();
         Gate gate = { 0 };
-        /* static: the second task is never run nor done */
-        static TestTask x, y;
+        TestTask x, y;
         task_setup(&x, 1);
         x.gate = &gate;
         task_setup(&y, 2);
@@ -309,8 +309,11 @@ static void test_shutdown(void) {
         g_assert_cmpstr(before, ==, "p1 w1");
         tasks_shutdown(runner);
         g_autofree char *after = rec_log();
-        g_assert_cmpstr(after, ==, "p1 w1 d1 p2");
-        g_assert_cmpuint(tasks_pending(runner), ==, base + 1);
+        g_assert_cmpstr(after, ==, "p1 w1 d1 d2");
+        g_assert_false(x.task.abandoned);
+        g_assert_true(y.task.abandoned);
+        g_assert_cmpuint(tasks_pending(runner), ==, base);
+        task_queue_unref(q);
         loop_free(e);
 }
 
