@@ -24,6 +24,10 @@ typedef struct Driver {
         int max_revisions_to_keep;       /* -1: no limit */
         bool creates_volumes;            /* false: volumes come from pool_scan */
         bool can_shrink;                 /* Resize with allow_shrink works */
+        /* volume_query's running tells whether a volume is started, so
+         * Start and Stop need no state record: a crash is recovered from
+         * what the storage shows. */
+        bool shows_started;
 
         /* Optional, once at start before any thread (drivers_init): set-up
          * for the whole process. A failure leaves only this driver's pools

@@ -488,7 +488,12 @@ static int reflink_volume_import_clone(void *pool, VolumeSpec *v, const VolumeSp
         g_auto(Paths) s = PATHS_INIT;
         if (paths_get(pool, v->vid, true, &p, err) < 0 || paths_get(pool, src->vid, false, &s, err) < 0)
                 return -1;
-        return fo_copy_at(&s.d, s.clean, &p.d, p.import, NULL, err);
+        int r = exists(&s, s.clean, err);
+        if (r == 0)
+                return se_set(err, SE_MISSING_IMAGE, "Missing image file '%s' for volume %s", s.clean_path, src->vid);
+        /* a commit of src replaces its image by rename, never in place: the
+         * clone, made from one open file, is one committed state of it */
+        return r < 0 ? -1 : fo_copy_at(&s.d, s.clean, &p.d, p.import, NULL, err);
 }
 
 static int reflink_volume_export(void *pool, VolumeSpec *v, char **path, bool *stable, StorageError *err) {
@@ -577,6 +582,7 @@ static int reflink_volume_query(void *pool, const VolumeSpec *v, VolumeInfo *out
         if (dirty < 0)
                 r = -1;
         out->dirty = volume_kind(v) == VOLUME_ORIGIN && dirty > 0;
+        out->running = dirty > 0;
         if (volume_kind(v) == VOLUME_SNAPSHOT && v->source) {
                 g_auto(Paths) src = PATHS_INIT;
                 struct stat own, theirs;
@@ -609,6 +615,7 @@ const Driver driver_file_reflink = {
         .params = reflink_params,
         .max_revisions_to_keep = -1,
         .creates_volumes = true,
+        .shows_started = true, /* a started volume has its -dirty image, a stopped one none */
         .can_shrink = true,
         .probe = reflink_probe,
         .pool_open = reflink_pool_open,

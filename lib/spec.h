@@ -34,6 +34,7 @@ typedef struct VolumeInfo {
         uint64_t usage;           /* bytes allocated */
         bool dirty;
         bool outdated;
+        bool running;             /* the storage shows it started (Driver.shows_started) */
         char *path;
         char *bdev_path;          /* "" when the volume has no block device */
         char *bdev_script;

@@ -90,6 +90,14 @@ int store_remove_pool(const char *dir, const char *name, StorageError *err) {
         return 0;
 }
 
+bool store_volume_record_differs(const VolumeSpec *a, bool a_started, const VolumeSpec *b, bool b_started) {
+        return g_strcmp0(a->vid, b->vid) != 0 || g_strcmp0(a->name, b->name) != 0 || g_strcmp0(a->vm, b->vm) != 0 ||
+               g_strcmp0(a->source, b->source) != 0 || a->template_vm != b->template_vm || a->rw != b->rw ||
+               a->snap_on_start != b->snap_on_start || a->save_on_stop != b->save_on_stop ||
+               a->ephemeral != b->ephemeral || a_started != b_started ||
+               a->revisions_to_keep != b->revisions_to_keep || a->size != b->size;
+}
+
 int store_save_volume(const char *dir, const char *pool, const VolumeSpec *v, bool started, StorageError *err) {
         g_autoptr(GKeyFile) kf = g_key_file_new();
         g_key_file_set_string(kf, VOLUME_GROUP, "vid", v->vid);

@@ -19,6 +19,9 @@ int store_init(const char *dir, StorageError *err);
 int store_save_pool(const char *dir, const char *name, const char *driver, GHashTable *config, StorageError *err);
 int store_remove_pool(const char *dir, const char *name, StorageError *err);
 
+/* Whether the records of (a, a_started) and (b, b_started) differ: what
+ * store_save_volume writes, field by field. */
+bool store_volume_record_differs(const VolumeSpec *a, bool a_started, const VolumeSpec *b, bool b_started);
 int store_save_volume(const char *dir, const char *pool, const VolumeSpec *v, bool started, StorageError *err);
 int store_remove_volume(const char *dir, const char *pool, const char *vid, StorageError *err);
 

@@ -110,23 +110,22 @@ static int run_import_volume(VolumeOp *op) {
                 return 0; /* nothing to keep: the next start makes the data */
         if (storage_allows(op, d, p->drv, &cur) < 0)
                 return -1;
+        if (sp == p && d->volume_import_clone) {
+                /* one pool: the clone is itself a stable copy of the source's
+                 * committed data, no export view needed */
+                int r = d->volume_import_clone(p->drv, op->spec, op->source_spec, &op->err);
+                return r < 0 ? -1 : d->volume_import_end(p->drv, op->spec, true, false, &op->err);
+        }
         g_autofree char *path = NULL;
         bool stable = false;
         if (sd->volume_export(sp->drv, op->source_spec, &path, &stable, &op->err) < 0)
                 return -1;
-        int r;
-        if (sp == p && d->volume_import_clone) {
-                r = d->volume_import_clone(p->drv, op->spec, op->source_spec, &op->err);
-                if (r >= 0)
-                        r = d->volume_import_end(p->drv, op->spec, true, false, &op->err);
-        } else {
-                /* the copy's size is the source's: no copy when it cannot be read */
-                int in = sd->volume_query(sp->drv, op->source_spec, &src, &op->err) < 0
-                                 ? -1 : open_path(op, path, O_RDONLY);
-                r = in < 0 ? -1 : import_with(op, src.size, in, false);
-                if (in >= 0)
-                        close(in);
-        }
+        /* the copy's size is the source's: no copy when it cannot be read */
+        int in = sd->volume_query(sp->drv, op->source_spec, &src, &op->err) < 0 ? -1
+                                                                                 : open_path(op, path, O_RDONLY);
+        int r = in < 0 ? -1 : import_with(op, src.size, in, false);
+        if (in >= 0)
+                close(in);
         /* always, whatever happened; NULL: the import's own result is what
          * the caller asked for, and an export view left behind is removed at
          * the next service start (volume_cleanup) */

@@ -100,6 +100,12 @@ static bool op_persists(VolumeOpKind k) {
         return k != VOP_VERIFY && k != VOP_QUERY && k != VOP_IMPORT_BEGIN && k != VOP_EXPORT && k != VOP_EXPORT_END;
 }
 
+/* Whether a volume's record says it is started: only where the storage
+ * cannot show it (Driver.shows_started). */
+static bool record_started(const Driver *d, bool started) {
+        return started && !d->shows_started;
+}
+
 static void op_prepare(Task *t) {
         VolumeOp *op = (VolumeOp *) t;
         Volume *v = op->volume;
@@ -129,11 +135,12 @@ static void op_work(Task *t) {
 
         if (op->kind != VOP_QUERY)
                 test_seam_slow(op->spec->vid);
-        /* Remove and a first Start write the record before the storage
-         * changes: a record that cannot be written changes nothing, and a
-         * crash in between leaves what the next run recovers (a vid whose
-         * leftovers the next Create replaces; a volume started by an earlier
-         * run, which its next Start recovers). */
+        /* Remove, and a first Start where the storage cannot show it,
+         * write the record before the storage changes: a record that cannot
+         * be written changes nothing, and a crash in between leaves what the
+         * next run recovers (a vid whose leftovers the next Create replaces;
+         * a volume started by an earlier run, which its next Start
+         * recovers). */
         bool recorded = false;
         bool first_start = op->kind == VOP_START && !op->started;
         if (first_start && !v->discovered && d->volume_verify(v->pool->drv, op->spec, &op->err) < 0) {
@@ -141,7 +148,7 @@ static void op_work(Task *t) {
                 read_info(op);
                 return;
         }
-        if (!v->discovered && (op->kind == VOP_REMOVE || first_start)) {
+        if (!v->discovered && (op->kind == VOP_REMOVE || (first_start && !d->shows_started))) {
                 int w = op->kind == VOP_REMOVE
                                 ? store_remove_volume(state_dir, v->pool->name, op->spec->vid, &serr)
                                 : store_save_volume(state_dir, v->pool->name, op->spec, true, &serr);
@@ -152,15 +159,21 @@ static void op_work(Task *t) {
                 }
                 recorded = true;
         }
+        /* what the record says now: written again only if that changes */
+        bool may_persist = op_persists(op->kind) && !v->discovered && !recorded;
+        g_autoptr(VolumeSpec) before = may_persist ? volume_spec_copy(op->spec) : NULL;
+        bool was_started = record_started(d, op->started);
         int r = run_driver(op);
 
         /* the volume is as it was: so is its record (op->err says what failed) */
         if (r < 0 && recorded)
-                store_save_volume(state_dir, v->pool->name, op->spec, op->started, NULL);
+                store_save_volume(state_dir, v->pool->name, op->spec, record_started(d, op->started), NULL);
         if (op->kind == VOP_REMOVE && r >= 0)
                 return;
-        if (r >= 0 && op_persists(op->kind) && !v->discovered && !recorded &&
-            store_save_volume(state_dir, v->pool->name, op->spec, op->started, &serr) < 0) {
+        if (r >= 0 && may_persist &&
+            (op->kind == VOP_CREATE ||
+             store_volume_record_differs(before, was_started, op->spec, record_started(d, op->started))) &&
+            store_save_volume(state_dir, v->pool->name, op->spec, record_started(d, op->started), &serr) < 0) {
                 /* the record's error is the one to report */
                 if (op->kind == VOP_CREATE)
                         d->volume_remove(v->pool->drv, op->spec, NULL);
@@ -222,6 +235,8 @@ static bool reread_dependants(VolumeOp *op) {
 static void op_done(Task *t) {
         VolumeOp *op = (VolumeOp *) t;
         Volume *v = op->volume;
+        if (t->abandoned)
+                se_set(&op->err, SE_FAILED, "Not run: qubes-storaged is stopping");
         bool ok = op->err.code == SE_OK;
 
         if (!t->skip) {
@@ -340,6 +355,8 @@ void volume_query_now(Volume *v) {
         /* no caller to tell: a failed read still fills info (driver.h) */
         uint64_t when = clock_usec(CLOCK_MONOTONIC);
         v->pool->driver->volume_query(v->pool->drv, v->spec, &info, NULL);
+        if (v->pool->driver->shows_started)
+                v->started = info.running; /* not recorded: the storage says */
         volume_set_info(v, &info);
         v->info_usec = when;
 }

@@ -97,7 +97,8 @@ VolumeOp *volume_op_new_create(Pool *p, VolumeSpec *s, StorageError *err);
 /* Frees an op that was never submitted. */
 void volume_op_free(VolumeOp *op);
 
-/* Reads what the storage says about v now (worker side of every op). */
+/* At load, before the volume is published: reads what the storage says
+ * about v now, and whether it is started where the driver shows that. */
 void volume_query_now(Volume *v);
 
 /* A client reads v's storage-derived properties (docs/api.md, "Freshness"):

@@ -243,10 +243,10 @@ class CrashTest(ReflinkTestCase):
             with open(p, 'wb') as fh:
                 fh.write(b'left over by a crash')
         self.restart_clean()
-        # the record of a Start is written before the storage changes, so a
-        # Start that the kill interrupted counts as started by an earlier run:
-        # the next Start recovers it
-        self.assertTrue(self.vprop(snap, 'Started'))
+        # a started file-reflink volume is one with a running image, and the
+        # kill came before it was made: the interrupted Start did not happen
+        # (no state record says otherwise), and the next Start makes it all
+        self.assertFalse(self.vprop(snap, 'Started'))
         # the template moves on while the snapshot is down
         self.start(tpl)
         write_chunks(tf.dirty, random_chunks('tpl2', (0, 700 * MiB)))

@@ -2,8 +2,9 @@
 file-reflink pool (an orphan image of a CreateVolume, a staged import, temp
 files of a Start or Stop, export views, probe files) is replaced by the next
 CreateVolume of that vid and removed by the next Start and at service start;
-a kill inside Remove leaves the volume either fully there or gone; a Start
-whose state record cannot be written leaves no running image.
+a kill inside Remove leaves the volume either fully there or gone; a
+file-reflink Start or Stop writes no state record (the running image says
+the volume is started), and a service killed while it runs finds it started.
 
 Leftovers are made as a kill leaves them (the files, behind the service's
 back), or by SIGKILL of the service at a chosen system call (strace --inject).
@@ -171,9 +172,9 @@ class CrashLeftoversFile(LeftoversMixin, ReflinkTestCase):
 class CrashLeftoversReflink(LeftoversMixin, ReflinkTestCase):
     driver = 'file-reflink'
 
-    def test_failed_start_leaves_no_running_image(self):
-        vpath, vid = self.origin()
-        # the state directory cannot take the record of the started volume
+    def full_state_dir(self):
+        """Restarts the service on a state directory that has no room left:
+        every record write fails."""
         self.stop_service()
         state = self.state_dir
         shutil.move(state, state + '.real')
@@ -192,21 +193,50 @@ class CrashLeftoversReflink(LeftoversMixin, ReflinkTestCase):
             pass
         finally:
             os.close(fd)
-        try:
-            self.start(vpath)
-            started = True
-        except Exception:  # noqa: BLE001 - a full state dir makes Start fail
-            started = False
-        if not started:
-            self.assertFalse(os.path.exists(self.f(vid, '-dirty.img')), 'a failed Start left a running image')
-            self.assertEqual(self.vprop(vpath, 'IsDirty'), False)
-            self.assertEqual(self.vprop(vpath, 'Started'), False)
-        os.unlink(os.path.join(state, 'filler'))
-        self.assertFalse(started, 'Start succeeded although its state record could not be written')
-        # once there is room again, everything works
-        self.start(vpath)
-        self.stop(vpath)
+        return state
 
+    def records(self, state):
+        """Every file of the state directory with its content and mtime."""
+        out = {}
+        for dirpath, _, files in os.walk(state):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                if name == 'filler':
+                    continue
+                with open(path, 'rb') as f:
+                    out[os.path.relpath(path, state)] = (f.read(), os.stat(path).st_mtime_ns)
+        return out
+
+    def test_start_and_stop_write_no_record(self):
+        """A started file-reflink volume shows by its running image: Start
+        and Stop write no state record, so a full state directory stops no
+        VM, and a service killed while the volume runs says Started again
+        after its restart, from the storage alone."""
+        vpath, vid = self.origin()
+        state = self.full_state_dir()
+        before = self.records(state)
+        self.start(vpath)
+        self.assertTrue(os.path.exists(self.f(vid, '-dirty.img')))
+        self.assertEqual(self.vprop(vpath, 'Started'), True)
+        with open(self.f(vid, '-dirty.img'), 'r+b') as f:
+            f.write(b'written while running')
+            os.fsync(f.fileno())
+        self.assertEqual(self.records(state), before, 'Start wrote a state record')
+        self.kill_service()
+        self.start_service()
+        self.assertEqual(self.vprop(vpath, 'Started'), True)
+        self.assertEqual(self.vprop(vpath, 'IsDirty'), True)
+        self.stop(vpath)
+        self.assertEqual(self.vprop(vpath, 'Started'), False)
+        self.assertFalse(os.path.exists(self.f(vid, '-dirty.img')))
+        self.assertEqual(read_at(self.f(vid, '.img'), 0, 21), b'written while running')
+        self.assertEqual(self.records(state), before, 'Stop wrote a state record')
+        # a change of what only the record holds still needs room
+        self.assertDBusError('Failed', self.set_rw, vpath, False, contains=('No space left',))
+        self.assertEqual(self.vprop(vpath, 'Rw'), True)
+        os.unlink(os.path.join(state, 'filler'))
+        self.set_rw(vpath, False)
+        self.assertEqual(self.vprop(vpath, 'Rw'), False)
 
 if __name__ == '__main__':
     main()
