@@ -107,8 +107,6 @@ static int method_add_pool(sd_bus_message *m, void *userdata, sd_bus_error *erro
         r = read_options(m, &o, false, object, error);
         if (r < 0)
                 return r;
-        if (pool_name_taken(userdata, name))
-                return error_set(error, SE_ALREADY_EXISTS, "Pool %s already exists", name);
         r = auth_check(userdata, m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", name, NULL },
                        o.no_user_interaction, error);
         if (r <= 0)
@@ -130,7 +128,7 @@ static int method_remove_pool(sd_bus_message *m, void *userdata, sd_bus_error *e
         if (r < 0)
                 return r;
         Pool *p = model_find_pool(userdata, name);
-        if (!p || p->removed)
+        if (!p) /* the op needs the pool; a removed one is the rules' (pool-rules.c) */
                 return error_set(error, SE_NO_SUCH_POOL, "Unknown storage pool %s", name);
         r = auth_check(userdata, m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", name, NULL },
                        o.no_user_interaction, error);

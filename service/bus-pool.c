@@ -189,10 +189,6 @@ static int method_set_revisions(sd_bus_message *m, void *userdata, sd_bus_error 
         r = read_options(m, &o, false, object, error);
         if (r < 0)
                 return r;
-        g_autofree char *what = g_strdup_printf("pool %s", p->name);
-        StorageError serr = STORAGE_ERROR_INIT;
-        if (revisions_check(p->driver, n, what, &serr) < 0)
-                return error_take(error, &serr);
         r = auth_check(p->manager, m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", p->name, NULL },
                        o.no_user_interaction, error);
         if (r <= 0)

@@ -5,6 +5,7 @@
 
 #include "macros.h"
 #include "manager.h"
+#include "pool-rules.h"
 #include "store.h"
 #include "usage.h"
 #include "validate.h"
@@ -17,10 +18,6 @@ int pool_add_check(const char *name, const char *driver, const Driver **d, Stora
         if (!*d)
                 return se_set(err, SE_UNKNOWN_DRIVER, "No driver %s for pool %s", driver, name);
         return 0;
-}
-
-bool pool_name_taken(Manager *m, const char *name) {
-        return model_find_pool(m, name) || (m->adding && g_hash_table_contains(m->adding, name));
 }
 
 /* Checks the parameters against the driver (normalising config in place,
@@ -129,9 +126,7 @@ static void op_done(Task *t) {
                         p->removed = false;
                 break;
         case POP_SET_REVISIONS:
-                if (ok && p->removed)
-                        se_set(&op->err, SE_NO_SUCH_POOL, "Unknown storage pool %s", p->name);
-                else if (ok)
+                if (ok && pool_recheck(op) == 0)
                         pool_set_config(p, op->config, op->revisions_to_keep);
                 break;
         case POP_REFRESH:
@@ -144,9 +139,7 @@ static void op_done(Task *t) {
 /* The pool's usage is fresh (and the driver's caches): the volumes next. */
 static void refresh_done(Pool *p, void *userdata) {
         PoolOp *op = userdata;
-        if (p->removed)
-                se_set(&op->err, SE_NO_SUCH_POOL, "Storage pool %s was removed", p->name);
-        else
+        if (pool_recheck(op) == 0)
                 pool_refresh_volumes(p);
         op_finish(op);
 }
@@ -185,6 +178,12 @@ void pool_op_free(PoolOp *op) {
 void pool_op_submit(PoolOp *op) {
         Pool *p = op->pool;
         Manager *m = p->manager;
+        PoolFacts facts;
+        pool_facts_take(op, &facts);
+        if (pool_may_run(op, &facts, &op->err) < 0) {
+                op_finish(op);
+                return;
+        }
         switch (op->kind) {
         case POP_ADD:
                 if (!m->adding)
@@ -195,12 +194,6 @@ void pool_op_submit(PoolOp *op) {
                 task_submit(m->tasks, &op->task, m->add_queue);
                 return;
         case POP_REMOVE:
-                if (pool_created_volumes(p) > 0) {
-                        se_set(&op->err, SE_POOL_IN_USE, "Storage pool is in use: '%s' has %u volumes", p->name,
-                               pool_created_volumes(p));
-                        op_finish(op);
-                        return;
-                }
                 p->removed = true;
                 task_submit(m->tasks, &op->task, p->queue);
                 return;

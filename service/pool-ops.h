@@ -1,7 +1,8 @@
 /* Pool operations: one op per AddPool, RemovePool, SetRevisionsToKeep and
- * RefreshUsage call (the counterpart of volume-ops.c): its rules checked on
- * the loop, the storage and the state record changed on a worker, the model
- * updated on the loop when it completes. Also the pools' life outside the
+ * RefreshUsage call (the counterpart of volume-ops.c): whether it may run
+ * asked of pool-rules.c on the loop when it is submitted, the storage and the
+ * state record changed on a worker, the model updated on the loop when it
+ * completes. Also the pools' life outside the
  * calls: loading the state at start, the default pools (added through the
  * same op as AddPool), the periodic refresh, and the volumes that a pool's
  * storage defines (linux-kernel), published and dropped as its scans find
@@ -43,19 +44,19 @@ struct PoolOp {
         void *userdata;
 };
 
-/* AddPool's rules that need no state: a valid name and a known driver
- * (returned in *d). */
+/* AddPool's arguments, before authorization: a valid name and a known
+ * driver (returned in *d). Whether the name is free is a rule of
+ * pool-rules.c, asked when the op is submitted. */
 int pool_add_check(const char *name, const char *driver, const Driver **d, StorageError *err);
-/* Is name a pool's, or that of a pool being added? */
-bool pool_name_taken(Manager *m, const char *name);
 /* Add: checks config against the driver (normalising it) and opens the
  * driver's pool, no I/O; NULL with err when it does not fit. */
 PoolOp *pool_op_new_add(Manager *m, const char *name, const Driver *d, GHashTable *config, PoolOpDone done,
                         void *userdata, StorageError *err);
 /* An op on an existing pool; takes a reference to p. */
 PoolOp *pool_op_new(PoolOpKind kind, Pool *p, PoolOpDone done, void *userdata);
-/* done runs on the loop (at once when the op is refused: a RemovePool of a
- * pool that still has volumes); the op is freed after it returns. */
+/* Asks pool_may_run (pool-rules.h) first; done runs on the loop (at once
+ * when the op is refused: a RemovePool of a pool that still has volumes);
+ * the op is freed after it returns. */
 void pool_op_submit(PoolOp *op);
 void pool_op_free(PoolOp *op);
 

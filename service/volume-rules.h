@@ -4,7 +4,7 @@
  * and asks again, so the rules that need the storage (dirty, size,
  * revisions) are answered from the disk and the others from the same facts
  * twice. Messages do not name the volume: volume-ops.c does, for every error.
- * No I/O, no sd-bus. */
+ * The pool operations' counterpart is pool-rules.h. No I/O, no sd-bus. */
 #pragma once
 
 #include "volume-ops.h"
