@@ -7,8 +7,8 @@ import subprocess
 import tempfile
 import unittest
 
-from storaged import (MANAGER, OBJECT_MANAGER, POOL, ROOT, VOLUME, MiB, StoragedTestCase, ficlone_works,
-                      opts, pool_path, volume_path)
+from storaged import (ERROR_PREFIX, MANAGER, OBJECT_MANAGER, POOL, ROOT, VOLUME, MiB, StoragedTestCase,
+                      ficlone_works, opts, pool_path, volume_path)
 
 
 def project_version():
@@ -296,6 +296,27 @@ class ManagerTest(StoragedTestCase):
         self.remove(v)
         self.remove_pool('p1')
         self.assertDBusError('NoSuchPool', self.get_pool, 'p1')
+
+    def test_set_revisions_behind_remove_pool_is_refused(self):
+        """A SetRevisionsToKeep that arrives while the pool's removal runs is
+        refused: it used to be queued behind the removal and write the pool's
+        record again, so that the pool came back at the next start."""
+        self.add_file_pool('p1', revisions_to_keep=1)
+        for _ in range(5):
+            # sent together: the second arrives while the removal runs
+            remove = self.call_async(ROOT, MANAGER, 'RemovePool', 'sa{sv}', ('p1', {}), '')
+            setrev = self.call_async(pool_path('p1'), POOL, 'SetRevisionsToKeep', 'ia{sv}', (0, {}), '')
+            self.wait_until(lambda: remove['done'] and setrev['done'], 'both calls to be answered')
+            self.assertNotIn('error', remove, f'RemovePool failed: {remove.get("error")}')
+            # NoSuchPool, or no such object once the removal has completed
+            self.assertIn('error', setrev, 'SetRevisionsToKeep of a removed pool succeeded')
+            if setrev['error'].name.startswith(ERROR_PREFIX):
+                self.assertEqual(setrev['error'].name, ERROR_PREFIX + 'NoSuchPool', setrev['error'].message)
+            self.assertNotIn('pools/p1.pool', self.state_records())
+            self.add_file_pool('p1', revisions_to_keep=1)
+        self.remove_pool('p1')
+        self.restart_service()
+        self.assertNotIn('p1', [name for name, _ in self.list_pools()])
 
     # ---- ObjectManager -----------------------------------------------------------
 
