@@ -219,7 +219,8 @@ void pool_op_submit(PoolOp *op) {
         g_assert_not_reached();
 }
 
-/* Before the loop: the same op, its steps run here. */
+/* Before the loop: the same op, its steps run here (no rule of pool-rules.c
+ * can refuse it: there are no pools yet). */
 static void op_run_now(PoolOp *op) {
         op->now = true;
         op_prepare(&op->task);
