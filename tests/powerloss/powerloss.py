@@ -547,6 +547,14 @@ def main():
     if not os.access(binary, os.X_OK):
         print(f'powerloss: no service binary at {binary}', file=sys.stderr)
         return 1
+    if args.skip_flush:
+        # the installed build compiles the seams out (lib/test-seam-off.c):
+        # it would flush anyway, and the damage run would test nothing
+        with open(binary, 'rb') as f:
+            if b'QUBES_STORAGED_TEST_SKIP_FLUSH' not in f.read():
+                print(f'powerloss: {binary} has no test seams (QUBES_STORAGED_TEST_SKIP_FLUSH): use the test build, '
+                      'qubes-storaged-test', file=sys.stderr)
+                return 1
     total_failures = 0
     for fs in args.fs or ['btrfs', 'xfs']:
         t0 = time.monotonic()
