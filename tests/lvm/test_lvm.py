@@ -885,8 +885,12 @@ class T08Batch(LvmTestCase):
         print(f'\n  lvm per VM start: {len(start_lines)} {start_lines}\n'
               f'  lvm per VM stop: {len(stop_lines)} (first), {len(stop_lines2)} (steady) {stop_lines2}',
               file=sys.stderr)
-        self.assertLessEqual(len(start_lines), 5, start_lines)  # 3 lvcreate + 1 lvs (+1 if not batched)
-        self.assertLessEqual(len(stop_lines2), 7, stop_lines2)
+        # what changes LVM is bounded; the lvs reads the 1 s freshness rule
+        # adds after property reads are counted apart (bench/lvm reports them)
+        def changing(lines):
+            return [l for l in lines if not l.startswith('lvs ')]
+        self.assertLessEqual(len(changing(start_lines)), 3, start_lines)  # 3 lvcreate
+        self.assertLessEqual(len(changing(stop_lines2)), 5, stop_lines2)  # 2 lvrename + 3 lvremove
         for v in (root, priv, vol, tpl):
             remove(v)
 
