@@ -77,6 +77,15 @@ static int exists(const Paths *p, const char *name, StorageError *err) {
         return fo_stat_at(&p->d, name, &st, err);
 }
 
+/* 0 when p's committed image is there; MissingImage naming vid (whose data
+ * it is) when not. */
+static int need_clean(const Paths *p, const char *vid, StorageError *err) {
+        int r = exists(p, p->clean, err);
+        if (r == 0)
+                return se_set(err, SE_MISSING_IMAGE, "Missing image file '%s' for volume %s", p->clean_path, vid);
+        return r < 0 ? -1 : 0;
+}
+
 /* ---- revisions ---- */
 
 typedef struct Rev {
@@ -408,10 +417,7 @@ static int reflink_volume_verify(void *pool, VolumeSpec *v, StorageError *err) {
                 return se_set(err, SE_FAILED, "Volume %s has snap_on_start but no source", v->vid);
         if (paths_get(pool, volume_kind(v) == VOLUME_SNAPSHOT ? v->source : v->vid, false, &p, err) < 0)
                 return -1;
-        int r = exists(&p, p.clean, err);
-        if (r == 0)
-                return se_set(err, SE_MISSING_IMAGE, "Missing image file '%s' for volume %s", p.clean_path, v->vid);
-        return r < 0 ? -1 : 0;
+        return need_clean(&p, v->vid, err);
 }
 
 static int reflink_volume_resize(void *pool, VolumeSpec *v, uint64_t size, StorageError *err) {
@@ -488,22 +494,18 @@ static int reflink_volume_import_clone(void *pool, VolumeSpec *v, const VolumeSp
         g_auto(Paths) s = PATHS_INIT;
         if (paths_get(pool, v->vid, true, &p, err) < 0 || paths_get(pool, src->vid, false, &s, err) < 0)
                 return -1;
-        int r = exists(&s, s.clean, err);
-        if (r == 0)
-                return se_set(err, SE_MISSING_IMAGE, "Missing image file '%s' for volume %s", s.clean_path, src->vid);
         /* a commit of src replaces its image by rename, never in place: the
          * clone, made from one open file, is one committed state of it */
-        return r < 0 ? -1 : fo_copy_at(&s.d, s.clean, &p.d, p.import, NULL, err);
+        if (need_clean(&s, src->vid, err) < 0)
+                return -1;
+        return fo_copy_at(&s.d, s.clean, &p.d, p.import, NULL, err);
 }
 
 static int reflink_volume_export(void *pool, VolumeSpec *v, char **path, bool *stable, StorageError *err) {
         g_auto(Paths) p = PATHS_INIT;
         if (paths_get(pool, v->vid, false, &p, err) < 0)
                 return -1;
-        int r = exists(&p, p.clean, err);
-        if (r == 0)
-                return se_set(err, SE_MISSING_IMAGE, "Missing image file '%s' for volume %s", p.clean_path, v->vid);
-        if (r < 0)
+        if (need_clean(&p, v->vid, err) < 0)
                 return -1;
         /* a reflink copy is a stable view; a full copy would be too costly:
          * where FICLONE is refused, hand out the clean image and let the
