@@ -23,15 +23,106 @@ typedef int Fd;
 G_DEFINE_AUTO_CLEANUP_FREE_FUNC(Fd, close, -1)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(DIR, closedir)
 
+/* ---- directory flushes, deferred to a batch's FoFlushes ---- */
+
+typedef struct Owed {
+        int fd;
+        char *path;
+} Owed;
+
+struct FoFlushes {
+        GMutex lock;
+        GHashTable *dirs; /* "dev:ino" -> Owed: each directory once */
+};
+
+/* The FoFlushes this thread's directory flushes go to, or NULL: at once. */
+static __thread FoFlushes *deferred;
+
+static void owed_free(gpointer p) {
+        Owed *o = p;
+        close(o->fd);
+        g_free(o->path);
+        g_free(o);
+}
+
+FoFlushes *fo_flushes_new(void) {
+        FoFlushes *f = g_new0(FoFlushes, 1);
+        g_mutex_init(&f->lock);
+        f->dirs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, owed_free);
+        return f;
+}
+
+void fo_flushes_free(FoFlushes *f) {
+        if (!f)
+                return;
+        g_hash_table_unref(f->dirs);
+        g_mutex_clear(&f->lock);
+        g_free(f);
+}
+
+void fo_flushes_defer(FoFlushes *f) {
+        deferred = f;
+}
+
+unsigned fo_flushes_owed(FoFlushes *f) {
+        g_mutex_lock(&f->lock);
+        unsigned n = g_hash_table_size(f->dirs);
+        g_mutex_unlock(&f->lock);
+        return n;
+}
+
+/* Notes fd's directory in f (a duplicate of fd, so that it can be synced
+ * after the caller closed it); -1 when it cannot, and then the caller syncs
+ * at once. */
+static int note_dir(FoFlushes *f, int fd, const char *path) {
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -1;
+        g_autofree char *key = g_strdup_printf("%ju:%ju", (uintmax_t) st.st_dev, (uintmax_t) st.st_ino);
+        g_mutex_lock(&f->lock);
+        bool known = g_hash_table_contains(f->dirs, key);
+        int copy = known ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (copy >= 0) {
+                Owed *o = g_new0(Owed, 1);
+                o->fd = copy;
+                o->path = g_strdup(path);
+                g_hash_table_insert(f->dirs, g_steal_pointer(&key), o);
+        }
+        g_mutex_unlock(&f->lock);
+        return known || copy >= 0 ? 0 : -1;
+}
+
+/* The flush of a directory just changed: now, or noted when deferred. */
+static int sync_dir(int fd, const char *path, StorageError *err) {
+        if (deferred && note_dir(deferred, fd, path) == 0)
+                return 0;
+        return fsync(fd) < 0 ? se_errno(err, errno, "Cannot sync directory %s", path) : 0;
+}
+
+int fo_flushes_run(FoFlushes *f, StorageError *err) {
+        g_mutex_lock(&f->lock);
+        GHashTable *dirs = g_steal_pointer(&f->dirs);
+        f->dirs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, owed_free);
+        g_mutex_unlock(&f->lock);
+        int r = 0;
+        GHashTableIter it;
+        Owed *o;
+        g_hash_table_iter_init(&it, dirs);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *) &o))
+                /* every directory is synced; the first failure is reported */
+                if (fsync(o->fd) < 0 && r == 0)
+                        r = se_errno(err, errno, "Cannot sync directory %s", o->path);
+        g_hash_table_unref(dirs);
+        return r;
+}
+
 /* ---- directories ---- */
 
 int fo_fsync_dir(const char *dir, StorageError *err) {
         g_auto(Fd) fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return se_errno(err, errno, "Cannot open directory %s", dir);
-        if (fsync(fd) < 0)
-                return se_errno(err, errno, "Cannot sync directory %s", dir);
-        return 0;
+        return sync_dir(fd, dir, err);
 }
 
 static int fsync_parent(const char *path, StorageError *err) {
@@ -221,10 +312,9 @@ static int walk_beneath(int root, const char *rel, bool create, const char *root
                         return se_set(err, SE_FAILED, "Invalid directory %s/%s", root_path, rel);
                 }
                 g_autofree char *next = g_build_filename(at, *p, NULL);
-                if (create && mkdirat(fd, *p, 0755) == 0 && fsync(fd) < 0) {
-                        int e = errno;
+                if (create && mkdirat(fd, *p, 0755) == 0 && sync_dir(fd, at, err) < 0) {
                         close(fd);
-                        return se_errno(err, e, "Cannot sync directory %s", at);
+                        return -1;
                 }
                 int sub = open_dir_nofollow(fd, *p);
                 int e = errno;
@@ -285,7 +375,7 @@ int fo_remove_at(const FoDir *d, const char *name, StorageError *err) {
         if (d->fd < 0)
                 return 0;
         if (unlinkat(d->fd, name, 0) == 0)
-                return fsync(d->fd) < 0 ? se_errno(err, errno, "Cannot sync directory %s", d->path) : 0;
+                return sync_dir(d->fd, d->path, err);
         if (errno == ENOENT)
                 return 0;
         return se_errno(err, errno, "Cannot remove %s/%s", d->path, name);
@@ -294,14 +384,14 @@ int fo_remove_at(const FoDir *d, const char *name, StorageError *err) {
 int fo_rename_at(const FoDir *d, const char *from, const char *to, StorageError *err) {
         if (d->fd < 0 || renameat(d->fd, from, d->fd, to) < 0)
                 return se_errno(err, d->fd < 0 ? ENOENT : errno, "Cannot rename %s/%s to %s", d->path, from, to);
-        return fsync(d->fd) < 0 ? se_errno(err, errno, "Cannot sync directory %s", d->path) : 0;
+        return sync_dir(d->fd, d->path, err);
 }
 
 int fo_rmdir_at(const FoDir *d, const char *name, StorageError *err) {
         if (d->fd < 0)
                 return 0;
         if (unlinkat(d->fd, name, AT_REMOVEDIR) == 0)
-                return fsync(d->fd) < 0 ? se_errno(err, errno, "Cannot sync directory %s", d->path) : 0;
+                return sync_dir(d->fd, d->path, err);
         if (errno == ENOENT || errno == ENOTEMPTY || errno == EEXIST || errno == ENOTDIR)
                 return 0;
         return se_errno(err, errno, "Cannot remove directory %s/%s", d->path, name);
@@ -327,9 +417,7 @@ int fo_remove_matching_at(const FoDir *d, FoMatchFunc match, void *userdata, Sto
                         return se_errno(err, errno, "Cannot remove %s/%s", d->path, e->d_name);
                 removed = true;
         }
-        if (removed && fsync(d->fd) < 0)
-                return se_errno(err, errno, "Cannot sync directory %s", d->path);
-        return 0;
+        return removed ? sync_dir(d->fd, d->path, err) : 0;
 }
 
 int fo_stat_at(const FoDir *d, const char *name, struct stat *st, StorageError *err) {
@@ -431,7 +519,7 @@ static int fill_unnamed(const FoDir *d, const char *name, const char *path, FoFi
         close(fd);
         if (r != 0)
                 return r;
-        return fsync(d->fd) < 0 ? se_errno(err, errno, "Cannot sync directory %s", d->path) : 0;
+        return sync_dir(d->fd, d->path, err);
 }
 
 int fo_make_unique_at(const FoDir *d, const char *prefix, char **made, StorageError *err) {
@@ -522,7 +610,7 @@ int fo_atomic_fill_at(const FoDir *d, const char *name, FoCreateMode mode, FoFil
                 unlinkat(d->fd, tmp, 0);
                 return r;
         }
-        return fsync(d->fd) < 0 ? se_errno(err, errno, "Cannot sync directory %s", d->path) : 0;
+        return sync_dir(d->fd, d->path, err);
 }
 
 static int pwrite_all(int fd, const char *buf, size_t len, off_t off, const char *path, StorageError *err) {

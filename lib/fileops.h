@@ -3,7 +3,7 @@
  * New data is always written beside the target (a temporary file
  * "<basename>~XXXXXX" in the same directory), flushed, and committed by one
  * rename; every create, rename or delete is followed by an fsync of the
- * directory it changed. Functions return 0 on success or -1 with *err set; the
+ * directory it changed (in a batch, one per directory at its end: FoFlushes). Functions return 0 on success or -1 with *err set; the
  * message names the file. All of them do blocking I/O (workers only), except
  * fo_normpath, fo_iso8601_utc and fo_config_dir_path.
  */
@@ -59,6 +59,27 @@ int fo_make_unique_at(const FoDir *d, const char *prefix, char **made, StorageEr
 /* The entries of the directory (names, g_free); empty when it is missing or
  * unreadable. */
 GPtrArray *fo_list_at(const FoDir *d);
+
+/* ---- directory flushes shared by a batch ----
+ *
+ * A thread that defers its directory flushes to an FoFlushes (a batch of
+ * operations on several volumes) only notes each directory it changes, once
+ * however often it changes it; fo_flushes_run then syncs each noted
+ * directory once, and the batch replies after that. File data is still
+ * flushed before the rename or link that names it, so no name ever points at
+ * data that is not durable: what waits is only the durability of the names
+ * themselves, which nobody was told about yet. Thread-safe: every worker of
+ * a batch notes into the same FoFlushes. */
+typedef struct FoFlushes FoFlushes;
+FoFlushes *fo_flushes_new(void);
+void fo_flushes_free(FoFlushes *f);
+/* From now on this thread's directory flushes go to f; NULL: at once again. */
+void fo_flushes_defer(FoFlushes *f);
+/* Directories noted and not yet synced. */
+unsigned fo_flushes_owed(FoFlushes *f);
+/* Syncs every noted directory, each once, and forgets them; every one is
+ * tried, the first failure is reported. */
+int fo_flushes_run(FoFlushes *f, StorageError *err);
 
 /* ---- by path ---- */
 

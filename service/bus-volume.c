@@ -20,6 +20,7 @@
 #include "options.h"
 #include "paths.h"
 #include "validate.h"
+#include "volume-batch.h"
 
 static int find_volume(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
                        sd_bus_error *error) {
@@ -417,26 +418,20 @@ static int method_export_end(sd_bus_message *m, void *userdata, sd_bus_error *er
         return bus_submit_volume_op(m, op);
 }
 
-typedef struct Batch {
+typedef struct BatchCall {
+        Manager *manager;
         sd_bus_message *message;
-        unsigned remaining;
-        StorageError err;
-} Batch;
+} BatchCall;
 
-static void batch_one_done(VolumeOp *op, void *userdata) {
-        Batch *b = userdata;
-        if (op->err.code != SE_OK && b->err.code == SE_OK)
-                se_move(&b->err, &op->err);
-        if (--b->remaining > 0)
-                return;
-        bus_changes_flush(op->volume->pool->manager);
-        if (b->err.code != SE_OK)
-                error_reply(b->message, &b->err);
+static void batch_replied(const StorageError *err, void *userdata) {
+        BatchCall *c = userdata;
+        bus_changes_flush(c->manager);
+        if (err->code != SE_OK)
+                error_reply(c->message, err);
         else
-                sd_bus_reply_method_return(b->message, "");
-        se_clear(&b->err);
-        sd_bus_message_unref(b->message);
-        g_free(b);
+                sd_bus_reply_method_return(c->message, "");
+        sd_bus_message_unref(c->message);
+        g_free(c);
 }
 
 int bus_volumes_batch(sd_bus_message *m, Manager *manager, VolumeOpKind kind, sd_bus_error *error) {
@@ -473,11 +468,10 @@ int bus_volumes_batch(sd_bus_message *m, Manager *manager, VolumeOpKind kind, sd
                 return r < 0 ? r : 1;
         if (n == 0)
                 return sd_bus_reply_method_return(m, "");
-        Batch *b = g_new0(Batch, 1);
-        b->message = sd_bus_message_ref(m);
-        b->remaining = n;
-        for (size_t i = 0; i < n; i++)
-                volume_op_submit(volume_op_new(kind, vols[i], batch_one_done, b));
+        BatchCall *c = g_new0(BatchCall, 1);
+        c->manager = manager;
+        c->message = sd_bus_message_ref(m);
+        volume_batch_run(manager, kind, vols, n, batch_replied, c);
         return 1;
 }
 

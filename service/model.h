@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "batch-mode.h"
 #include "driver.h"
 #include "jobs.h"
 
@@ -36,6 +37,7 @@ struct Pool {
         bool usage_busy, usage_again;
         void *usage_timer;        /* sd_event_source of a delayed refresh */
         GPtrArray *usage_waiters; /* callbacks for the next refresh */
+        BatchCost batch_cost[3];  /* volume-batch.c: StartVolumes, StopVolumes, VerifyVolumes */
 };
 
 struct Volume {

@@ -163,7 +163,9 @@ static void op_work(Task *t) {
         bool may_persist = op_persists(op->kind) && !v->discovered && !recorded;
         g_autoptr(VolumeSpec) before = may_persist ? volume_spec_copy(op->spec) : NULL;
         bool was_started = record_started(d, op->started);
+        fo_flushes_defer(op->flushes);
         int r = run_driver(op);
+        fo_flushes_defer(NULL);
 
         /* the volume is as it was: so is its record (op->err says what failed) */
         if (r < 0 && recorded)

@@ -4,6 +4,7 @@
  * No sd-bus here. */
 #pragma once
 
+#include "fileops.h"
 #include "model.h"
 #include "stream.h"
 
@@ -63,6 +64,7 @@ struct VolumeOp {
         char *owner;              /* import_begin, export: the caller that will hold it (unique bus
                                    * name); import_end, export_end: only what that caller holds */
         CopyProgress *progress;   /* import, import_volume: may be NULL */
+        FoFlushes *flushes;       /* a batch's: the directory flushes the driver owes go there */
         /* results, valid in the done callback */
         StorageError err;
         bool verified;

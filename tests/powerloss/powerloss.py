@@ -12,7 +12,10 @@ btrfs and XFS. For each filesystem given:
 2. Workload: the built service on a private bus; AddPool (file-reflink),
    CreateVolume, Import, Start, the VM's writes (never flushed by the VM:
    making them durable is Stop's job), Stop, Revert, a snapshot volume's
-   Start/Stop. Before each call a mark `qs-begin-K` goes into the log, after
+   Start/Stop, and StartVolumes/StopVolumes of a VM's private, root snapshot
+   and volatile volumes (with another VM's private the second time): batches
+   sync each directory once at their end, in whichever mode (parallel, one
+   at a time) the pool measured cheaper; the first two run in each mode. Before each call a mark `qs-begin-K` goes into the log, after
    its reply `qs-end-K`: the checker knows which operations had replied (their
    data is committed) and which one was in flight at each point of the log.
 3. Unmount, remove the log-writes device, read the log (logwrites.py) and pick
@@ -145,11 +148,12 @@ class Volume:
     """What the workload knows of one volume: its committed content after each
     operation and every content it ever had committed."""
 
-    def __init__(self, vid, name, vm, snapshot_of=None):
+    def __init__(self, vid, name, vm, snapshot_of=None, volatile=False):
         self.vid = vid
         self.name = name
         self.vm = vm
         self.snapshot_of = snapshot_of
+        self.volatile = volatile  # no committed content, ever
         self.content = None       # committed bytes now (None: no volume)
         self.history = set()      # digests of every committed content
 
@@ -288,12 +292,15 @@ class Workload:
         if vol.snapshot_of:
             config.update(snap_on_start=GLib.Variant('b', True), save_on_stop=GLib.Variant('b', False),
                           source=GLib.Variant('s', vol.snapshot_of.vid))
+        elif vol.volatile:
+            config.update(snap_on_start=GLib.Variant('b', False), save_on_stop=GLib.Variant('b', False))
         else:
             config.update(save_on_stop=GLib.Variant('b', True), revisions_to_keep=GLib.Variant('i', 2))
+        no_content = vol.snapshot_of or vol.volatile
         self.op(f'CreateVolume {vol.vid}',
                 lambda: self.call(pool_path(POOL_NAME), POOL, 'CreateVolume', '(a{sv}a{sv})', (config, {})),
-                changes=[] if vol.snapshot_of else [(vol, bytes(VOL_SIZE))], created=vol.vid)
-        if vol.snapshot_of:
+                changes=[] if no_content else [(vol, bytes(VOL_SIZE))], created=vol.vid)
+        if no_content:
             vol.content = None
 
     def import_(self, vol, tag):
@@ -335,6 +342,25 @@ class Workload:
         self.start(snap)
         self.op(f'Stop {snap.vid}', lambda: self.call(self.vpath(snap), VOLUME, 'Stop', '(a{sv})', ({},)))
 
+    def batch_session(self, vols, origins, tag):
+        """StartVolumes, the VM's writes into each origin's running image,
+        StopVolumes: the origins commit them."""
+        paths = [self.vpath(v) for v in vols]
+        names = ' '.join(v.vid for v in vols)
+        self.op(f'StartVolumes {names}', lambda: self.call(ROOT, MANAGER, 'StartVolumes', '(aoa{sv})', (paths, {})))
+        changes = []
+        for i, vol in enumerate(origins):
+            new, blocks = vm_writes(vol.content, f'{tag}-{i}')
+            fd = os.open(self.prop(self.vpath(vol), VOLUME, 'Path'), os.O_WRONLY)
+            try:
+                for off, b in blocks:
+                    os.pwrite(fd, b, off)
+            finally:
+                os.close(fd)
+            changes.append((vol, new))
+        self.op(f'StopVolumes {names}', lambda: self.call(ROOT, MANAGER, 'StopVolumes', '(aoa{sv})', (paths, {})),
+                changes=changes)
+
     def run(self):
         self.setup()
         self.mark('qs-workload')
@@ -357,6 +383,16 @@ class Workload:
             self.vm_session(b, 'b-vm1')
             self.import_(b, 'b2')
             self.vm_session(a, 'a-vm2')
+            d = Volume('appvms/vm4/private', 'private', 'vm4')
+            e = Volume('appvms/vm4/root', 'root', 'vm4', snapshot_of=a)
+            f = Volume('appvms/vm4/volatile', 'volatile', 'vm4', volatile=True)
+            self.create(d)
+            self.import_(d, 'd1')
+            self.create(e)
+            self.create(f)
+            self.batch_session([e, d, f], [d], 'd-vm1')
+            self.batch_session([e, d, f, b], [d, b], 'd-vm2')
+            self.batch_session([e, d, f, b], [d, b], 'd-vm3')
         finally:
             self.stop_service()
         self.mark('qs-workload-end')

@@ -177,6 +177,43 @@ class DurabilityTest(ReflinkTestCase):
         self.assertEqual(problems, [], 'durability problems:\n' + '\n'.join(problems))
         self.assertEqual(tpl, self.get_volume('r', 'vm-templates/tpl/root'))
 
+    def test_batch_syncs_each_directory_once(self):
+        """StartVolumes and StopVolumes of a VM's three volumes (one
+        directory) flush each new or committed image before naming it, as
+        single calls do, and then sync the VM directory once for the whole
+        batch, after its last change and before the reply (single calls sync
+        it after every change: 4 times for the Starts, 6 for the Stops)."""
+        tpl = self.origin('r', 'tpl', 'root', size=GiB, template=True)
+        private = self.origin('r', 'work', 'private', size=GiB)
+        root = self.snapshot('r', 'work', 'root', 'vm-templates/tpl/root')
+        volatile = self.volatile('r', 'work')
+        f = self.files(self.D, 'appvms/work/private')
+        vols = [root, private, volatile]
+        self.batch('StartVolumes', vols)
+        write_chunks(f.dirty, random_chunks('w', (0,)))
+        self.batch('StopVolumes', vols)
+        steps = []
+        for n in range(2):  # whichever mode the pool's batches run in, both times
+            steps += [(f'StartVolumes #{n}', lambda: self.batch('StartVolumes', vols)),
+                      (f'VM writes #{n}', lambda: write_chunks(f.dirty, random_chunks(f'x{n}', (0,)))),
+                      (f'StopVolumes #{n}', lambda: self.batch('StopVolumes', vols))]
+        windows = self.traced(steps)
+        problems = []
+        for label, events in windows:
+            if label.startswith('VM writes'):
+                continue
+            problems += self.check_window(label, events)
+            dir_syncs = [e for e in events if e.name == 'fsync' and e.fd_path() == f.dir]
+            self.assertEqual(len(dir_syncs), 1, f'{label}: {len(dir_syncs)} fsyncs of {f.dir}, not one:\n' +
+                             '\n'.join(map(repr, events)))
+            last_change = max(i for i, e in enumerate(events) if e.name.startswith(('rename', 'unlink', 'link')))
+            self.assertGreater(events.index(dir_syncs[0]), last_change,
+                               f'{label}: the directory was synced before the last change:\n' +
+                               '\n'.join(map(repr, events)))
+        self.assertEqual(problems, [], 'durability problems:\n' + '\n'.join(problems))
+        self.assertFalse(any(self.vprop(v, 'Started') for v in vols))
+        self.assertEqual(tpl, self.get_volume('r', 'vm-templates/tpl/root'))
+
 
 if __name__ == '__main__':
     main()

@@ -2,7 +2,9 @@
 volumes of one VM start and stop concurrently. With one volume held back by
 the slow-operation seam (QUBES_STORAGED_TEST_SLOW_VID/_MS), StartVolumes and
 StopVolumes finish the other volumes' files first while the service keeps
-answering property reads; the call replies only when all are done."""
+answering property reads; the call replies only when all are done. (These
+are the pool's first batches of each verb, which run concurrently: later
+ones run in the mode the pool measured cheaper, service/batch-mode.c.)"""
 
 import os
 
