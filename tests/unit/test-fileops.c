@@ -101,6 +101,35 @@ static void test_rename(Fixture *fx, gconstpointer data) {
         tu_assert_error(&fx->err, SE_FAILED, from, NULL);
 }
 
+/* A thread deferring to an FoFlushes notes each directory it changes once,
+ * however often and through whichever FoDir; the changes themselves are
+ * made at once; fo_flushes_run syncs them and forgets them; without
+ * deferral nothing is noted. */
+static void test_flushes_deferred(Fixture *fx, gconstpointer data) {
+        g_autofree char *sub = in(fx, "sub");
+        tu_assert_ok(fo_mkdir(sub, &fx->err), &fx->err);
+        g_auto(FoDir) a = FO_DIR_INIT, a2 = FO_DIR_INIT, b = FO_DIR_INIT;
+        tu_assert_ok(fo_dir_open(&a, fx->dir, NULL, false, &fx->err), &fx->err);
+        tu_assert_ok(fo_dir_open(&a2, fx->dir, NULL, false, &fx->err), &fx->err);
+        tu_assert_ok(fo_dir_open(&b, fx->dir, "sub", false, &fx->err), &fx->err);
+        FoFlushes *f = fo_flushes_new();
+        fo_flushes_defer(f);
+        tu_assert_ok(fo_sparse_create_at(&a, "one", MiB, FO_REPLACE, &fx->err), &fx->err);
+        tu_assert_ok(fo_rename_at(&a2, "one", "two", &fx->err), &fx->err);
+        g_assert_cmpuint(fo_flushes_owed(f), ==, 1);
+        tu_assert_ok(fo_sparse_create_at(&b, "three", MiB, FO_NO_REPLACE, &fx->err), &fx->err);
+        tu_assert_ok(fo_remove_at(&b, "three", &fx->err), &fx->err);
+        g_assert_cmpuint(fo_flushes_owed(f), ==, 2);
+        fo_flushes_defer(NULL);
+        g_autofree char *two = in(fx, "two");
+        g_assert_true(tu_exists(two));
+        tu_assert_ok(fo_rename_at(&a, "two", "four", &fx->err), &fx->err);
+        g_assert_cmpuint(fo_flushes_owed(f), ==, 2);
+        tu_assert_ok(fo_flushes_run(f, &fx->err), &fx->err);
+        g_assert_cmpuint(fo_flushes_owed(f), ==, 0);
+        fo_flushes_free(f);
+}
+
 static void test_remove_temps(Fixture *fx, gconstpointer data) {
         const char *gone[] = { "x.img~abc123", "x.img~" };
         const char *kept[] = { "x.img", "y.img~abc123", "x.img.old~abc123", "x.imgx~1" };
@@ -454,6 +483,7 @@ int main(int argc, char **argv) {
         add_seam_case(&enospc, "ENOSPC");
         ADD("/fileops/loop-no-device", test_loop_no_device);
         ADD("/fileops/dir-beneath", test_dir_beneath);
+        ADD("/fileops/flushes-deferred", test_flushes_deferred);
         g_test_add_func("/fileops/normpath", test_normpath);
         g_test_add_func("/fileops/iso8601", test_iso8601);
         g_test_add_func("/fileops/config-dir-path", test_config_dir_path);
