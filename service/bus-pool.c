@@ -81,7 +81,25 @@ static int property_usage_details(sd_bus *bus, const char *path, const char *int
                 g_hash_table_insert(t, "metadata_size", (gpointer) &u->metadata_size);
                 g_hash_table_insert(t, "metadata_usage", (gpointer) &u->metadata_usage);
         }
+        uint64_t provisioned = pool_provisioned(p);
+        g_hash_table_insert(t, "provisioned", &provisioned);
         return append_sorted_dict(reply, t, 't');
+}
+
+static int property_provisioned(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "t", pool_provisioned(userdata));
+}
+
+static int property_usage_limits(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Pool *p = userdata;
+        return sd_bus_message_append(reply, "(uu)", p->usage_warning, p->usage_critical);
+}
+
+static int property_usage_state(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "s", pool_usage_state(userdata));
 }
 
 static int method_list_volumes(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -198,6 +216,31 @@ static int method_set_revisions(sd_bus_message *m, void *userdata, sd_bus_error 
         return bus_submit_pool_op(m, op);
 }
 
+static int method_set_usage_limits(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Pool *p = userdata;
+        uint32_t warning, critical;
+        int r = sd_bus_message_read(m, "uu", &warning, &critical);
+        if (r < 0)
+                return r;
+        Options o;
+        g_autofree char *object = g_strdup_printf("pool %s", p->name);
+        r = read_options(m, &o, false, object, error);
+        if (r < 0)
+                return r;
+        /* bad input is refused before anything is asked or changed */
+        StorageError serr = STORAGE_ERROR_INIT;
+        if (usage_limits_check(warning, critical, p->name, &serr) < 0)
+                return error_take(error, &serr);
+        r = auth_check(p->manager, m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", p->name, NULL },
+                       o.no_user_interaction, error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        PoolOp *op = pool_op_new(POP_SET_LIMITS, p, NULL, NULL);
+        op->usage_warning = warning;
+        op->usage_critical = critical;
+        return bus_submit_pool_op(m, op);
+}
+
 static int method_refresh_usage(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Pool *p = userdata;
         Options o;
@@ -222,6 +265,9 @@ static const sd_bus_vtable pool_vtable[] = {
         SD_BUS_PROPERTY("UsageDetails", "a{st}", property_usage_details, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("RevisionsToKeep", "i", NULL, offsetof(Pool, revisions_to_keep),
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Provisioned", "t", property_provisioned, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("UsageLimits", "(uu)", property_usage_limits, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("UsageState", "s", property_usage_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("ListVolumes", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(so)", volumes), method_list_volumes,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetVolume", SD_BUS_ARGS("s", vid), SD_BUS_RESULT("o", volume), method_get_volume,
@@ -230,6 +276,8 @@ static const sd_bus_vtable pool_vtable[] = {
                                 SD_BUS_RESULT("o", volume), method_create_volume, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("SetRevisionsToKeep", SD_BUS_ARGS("i", n, "a{sv}", options), SD_BUS_NO_RESULT,
                                 method_set_revisions, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SetUsageLimits", SD_BUS_ARGS("u", warning, "u", critical, "a{sv}", options),
+                                SD_BUS_NO_RESULT, method_set_usage_limits, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("RefreshUsage", SD_BUS_ARGS("a{sv}", options), SD_BUS_NO_RESULT,
                                 method_refresh_usage, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,

@@ -25,6 +25,8 @@ Pool *pool_new(Manager *m, const char *name, const Driver *driver, void *drv, GH
         p->drv = drv;
         p->config = g_hash_table_ref(config);
         p->revisions_to_keep = revisions_to_keep;
+        /* checked before a pool is made (pool-ops.c): an error cannot happen here */
+        usage_limits_from_config(config, name, &p->usage_warning, &p->usage_critical, NULL);
         p->volumes = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) volume_unref);
         p->reserved = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         p->queue = task_queue_new();
@@ -125,8 +127,49 @@ unsigned pool_created_volumes(Pool *p) {
         return n;
 }
 
+/* Whether used of size is at or above limit percent. */
+static bool at_or_above(uint64_t used, uint64_t size, unsigned limit) {
+        return size > 0 && (unsigned __int128) used * 100 >= (unsigned __int128) size * limit;
+}
+
+static const char *state_of(const PoolUsage *u, unsigned warning, unsigned critical) {
+        if (!u->has_data)
+                return "";
+        if (at_or_above(u->usage, u->size, critical) ||
+            (u->has_metadata && at_or_above(u->metadata_usage, u->metadata_size, critical)))
+                return "critical";
+        if (at_or_above(u->usage, u->size, warning) ||
+            (u->has_metadata && at_or_above(u->metadata_usage, u->metadata_size, warning)))
+                return "warning";
+        return "ok";
+}
+
+const char *pool_usage_state(const Pool *p) {
+        return state_of(&p->usage, p->usage_warning, p->usage_critical);
+}
+
+uint64_t pool_provisioned(const Pool *p) {
+        uint64_t sum = 0;
+        GHashTableIter it;
+        gpointer v;
+        g_hash_table_iter_init(&it, p->volumes);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+                sum += ((Volume *) v)->info.size;
+        return sum;
+}
+
+/* Announces a new sum of the volumes' sizes. */
+static void pool_recount(Pool *p) {
+        uint64_t now = pool_provisioned(p);
+        if (now == p->provisioned)
+                return;
+        p->provisioned = now;
+        if (!p->removed && p->manager->hooks.pool_changed)
+                p->manager->hooks.pool_changed(p, (const char *const[]) { "Provisioned", "UsageDetails", NULL });
+}
+
 void pool_set_usage(Pool *p, const PoolUsage *u) {
-        const char *changed[4];
+        const char *changed[5];
         size_t n = 0;
         if (u->size != p->usage.size)
                 changed[n++] = "Size";
@@ -135,6 +178,8 @@ void pool_set_usage(Pool *p, const PoolUsage *u) {
         if (n > 0 || u->metadata_size != p->usage.metadata_size || u->metadata_usage != p->usage.metadata_usage ||
             u->has_data != p->usage.has_data || u->has_metadata != p->usage.has_metadata)
                 changed[n++] = "UsageDetails";
+        if (strcmp(state_of(u, p->usage_warning, p->usage_critical), pool_usage_state(p)) != 0)
+                changed[n++] = "UsageState";
         changed[n] = NULL;
         p->usage = *u;
         if (n > 0 && p->manager->hooks.pool_changed)
@@ -142,12 +187,63 @@ void pool_set_usage(Pool *p, const PoolUsage *u) {
 }
 
 void pool_set_config(Pool *p, GHashTable *config, int revisions_to_keep) {
-        bool changed = p->revisions_to_keep != revisions_to_keep;
+        unsigned warning = USAGE_WARNING_DEFAULT, critical = USAGE_CRITICAL_DEFAULT;
+        usage_limits_from_config(config, p->name, &warning, &critical, NULL); /* checked when it was made */
+        const char *before = pool_usage_state(p);
+        const char *changed[5];
+        size_t n = 0;
+        if (p->revisions_to_keep != revisions_to_keep)
+                changed[n++] = "RevisionsToKeep";
+        if (p->usage_warning != warning || p->usage_critical != critical)
+                changed[n++] = "UsageLimits";
         g_hash_table_unref(p->config);
         p->config = g_hash_table_ref(config);
         p->revisions_to_keep = revisions_to_keep;
-        if (changed && p->manager->hooks.pool_changed)
-                p->manager->hooks.pool_changed(p, (const char *const[]) { "RevisionsToKeep", "Config", NULL });
+        p->usage_warning = warning;
+        p->usage_critical = critical;
+        if (strcmp(before, pool_usage_state(p)) != 0)
+                changed[n++] = "UsageState";
+        if (n > 0)
+                changed[n++] = "Config";
+        changed[n] = NULL;
+        if (n > 0 && p->manager->hooks.pool_changed)
+                p->manager->hooks.pool_changed(p, changed);
+}
+
+static int parse_percent(const char *s, unsigned *out) {
+        if (!s || !*s || strlen(s) > 3)
+                return -EINVAL;
+        unsigned n = 0;
+        for (const char *c = s; *c; c++) {
+                if (*c < '0' || *c > '9')
+                        return -EINVAL;
+                n = n * 10 + (unsigned) (*c - '0');
+        }
+        *out = n;
+        return 0;
+}
+
+int usage_limits_check(unsigned warning, unsigned critical, const char *pool, StorageError *err) {
+        if (warning < 1 || warning > critical || critical > 100)
+                return se_set(err, SE_INVALID_ARGUMENT,
+                              "Invalid usage limits %u, %u for pool %s: needs 1 <= warning <= critical <= 100",
+                              warning, critical, pool);
+        return 0;
+}
+
+int usage_limits_from_config(GHashTable *config, const char *pool, unsigned *warning, unsigned *critical,
+                             StorageError *err) {
+        *warning = USAGE_WARNING_DEFAULT;
+        *critical = USAGE_CRITICAL_DEFAULT;
+        const char *keys[] = { "usage_warning", "usage_critical" };
+        unsigned *out[] = { warning, critical };
+        for (int i = 0; i < 2; i++) {
+                const char *s = g_hash_table_lookup(config, keys[i]);
+                if (s && parse_percent(s, out[i]) < 0)
+                        return se_set(err, SE_INVALID_ARGUMENT, "Invalid %s '%s' for pool %s: a percentage, 1-100",
+                                      keys[i], s, pool);
+        }
+        return usage_limits_check(*warning, *critical, pool, err);
 }
 
 Volume *volume_new(Pool *pool, VolumeSpec *spec, bool started) {
@@ -188,6 +284,7 @@ void model_add_volume(Volume *v) {
         const ModelHooks *hooks = &v->pool->manager->hooks;
         if (hooks->volume_added)
                 hooks->volume_added(v);
+        pool_recount(v->pool);
 }
 
 void model_remove_volume(Volume *v) {
@@ -195,7 +292,9 @@ void model_remove_volume(Volume *v) {
         const ModelHooks *hooks = &v->pool->manager->hooks;
         if (hooks->volume_removed)
                 hooks->volume_removed(v);
-        g_hash_table_remove(v->pool->volumes, v->spec->vid);
+        Pool *p = v->pool;
+        g_hash_table_remove(p->volumes, v->spec->vid); /* may drop the last reference to v */
+        pool_recount(p);
 }
 
 Volume *model_find_volume(Manager *m, const char *pool, const char *vid) {
@@ -285,6 +384,8 @@ void volume_update(Volume *v, VolumeSpec *spec, bool started, VolumeInfo *info) 
         const ModelHooks *hooks = &v->pool->manager->hooks;
         if (old_size != v->info.size && hooks->volume_size_changed)
                 hooks->volume_size_changed(v, old_size, v->info.size);
+        if (old_size != v->info.size)
+                pool_recount(v->pool);
         if (n > 0 && hooks->volume_changed)
                 hooks->volume_changed(v, changed);
 }

@@ -38,6 +38,9 @@ struct Pool {
         void *usage_timer;        /* sd_event_source of a delayed refresh */
         GPtrArray *usage_waiters; /* callbacks for the next refresh */
         BatchCost batch_cost[3];  /* volume-batch.c: StartVolumes, StopVolumes, VerifyVolumes */
+        unsigned usage_warning;   /* UsageLimits, percent of the data (and metadata) space */
+        unsigned usage_critical;
+        uint64_t provisioned;     /* sum of the volumes' sizes, as last announced */
 };
 
 struct Volume {
@@ -89,9 +92,23 @@ GPtrArray *model_pools(Manager *m);
 GPtrArray *pool_volumes_sorted(Pool *p);
 unsigned pool_created_volumes(Pool *p);
 void pool_set_usage(Pool *p, const PoolUsage *u);
-/* Replaces the saved config (takes a reference) and announces a change of
- * revisions_to_keep. */
+/* Replaces the saved config (takes a reference), revisions_to_keep and the
+ * usage limits read from it, and announces what changed. */
 void pool_set_config(Pool *p, GHashTable *config, int revisions_to_keep);
+/* "ok", "warning", "critical" (data or metadata usage at or above the
+ * limit), or "" where the driver has no notion of size. */
+const char *pool_usage_state(const Pool *p);
+/* Sum of the sizes of the pool's volumes (UsageDetails "provisioned"). */
+uint64_t pool_provisioned(const Pool *p);
+
+/* The usage limits of a pool config: usage_warning and usage_critical,
+ * (90, 95) where absent; InvalidArgument naming the pool unless
+ * 1 <= warning <= critical <= 100. */
+#define USAGE_WARNING_DEFAULT 90
+#define USAGE_CRITICAL_DEFAULT 95
+int usage_limits_from_config(GHashTable *config, const char *pool, unsigned *warning, unsigned *critical,
+                             StorageError *err);
+int usage_limits_check(unsigned warning, unsigned critical, const char *pool, StorageError *err);
 
 /* Volumes */
 Volume *volume_new(Pool *pool, VolumeSpec *spec, bool started);  /* takes spec */

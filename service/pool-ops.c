@@ -20,14 +20,20 @@ int pool_add_check(const char *name, const char *driver, const Driver **d, Stora
         return 0;
 }
 
+/* Config keys of every pool, read by the service, not the driver. */
+static bool is_service_key(const char *k) {
+        return strcmp(k, "usage_warning") == 0 || strcmp(k, "usage_critical") == 0;
+}
+
 /* Checks the parameters against the driver (normalising config in place,
- * filling revisions_to_keep) and opens the driver's pool. No I/O. */
+ * filling revisions_to_keep) and the usage limits, and opens the driver's
+ * pool. No I/O. */
 static Pool *pool_open_config(Manager *m, const char *name, const Driver *d, GHashTable *config, StorageError *err) {
         GHashTableIter it;
         gpointer k;
         g_hash_table_iter_init(&it, config);
         while (g_hash_table_iter_next(&it, &k, NULL))
-                if (!g_strv_contains(d->params, k)) {
+                if (!g_strv_contains(d->params, k) && !is_service_key(k)) {
                         se_set(err, SE_INVALID_ARGUMENT, "Unknown parameter '%s' for driver %s (pool %s)",
                                (const char *) k, d->name, name);
                         return NULL;
@@ -45,6 +51,9 @@ static Pool *pool_open_config(Manager *m, const char *name, const Driver *d, GHa
                         return NULL;
                 g_hash_table_replace(config, g_strdup("revisions_to_keep"), g_strdup_printf("%d", revisions));
         }
+        unsigned warning, critical;
+        if (usage_limits_from_config(config, name, &warning, &critical, err) < 0)
+                return NULL;
         void *drv = NULL;
         StorageError e = STORAGE_ERROR_INIT;
         if (d->pool_open(config, &drv, &e) < 0) {
@@ -87,6 +96,7 @@ static void op_work(Task *t) {
                 store_remove_pool(state_dir, p->name, &op->err);
                 return;
         case POP_SET_REVISIONS:
+        case POP_SET_LIMITS:
                 store_save_pool(state_dir, p->name, p->driver->name, op->config, &op->err);
                 return;
         case POP_REFRESH:
@@ -128,6 +138,10 @@ static void op_done(Task *t) {
         case POP_SET_REVISIONS:
                 if (ok && pool_recheck(op) == 0)
                         pool_set_config(p, op->config, op->revisions_to_keep);
+                break;
+        case POP_SET_LIMITS:
+                if (ok && pool_recheck(op) == 0)
+                        pool_set_config(p, op->config, p->revisions_to_keep);
                 break;
         case POP_REFRESH:
         case _POP_MAX:
@@ -197,14 +211,21 @@ void pool_op_submit(PoolOp *op) {
                 p->removed = true;
                 task_submit(m->tasks, &op->task, p->queue);
                 return;
-        case POP_SET_REVISIONS: {
+        case POP_SET_REVISIONS:
+        case POP_SET_LIMITS: {
+                /* the config to save: the pool's, with the new values */
                 op->config = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
                 GHashTableIter it;
                 gpointer k, v;
                 g_hash_table_iter_init(&it, p->config);
                 while (g_hash_table_iter_next(&it, &k, &v))
                         g_hash_table_insert(op->config, g_strdup(k), g_strdup(v));
-                if (g_strv_contains(p->driver->params, "revisions_to_keep"))
+                if (op->kind == POP_SET_LIMITS) {
+                        g_hash_table_replace(op->config, g_strdup("usage_warning"),
+                                             g_strdup_printf("%u", op->usage_warning));
+                        g_hash_table_replace(op->config, g_strdup("usage_critical"),
+                                             g_strdup_printf("%u", op->usage_critical));
+                } else if (g_strv_contains(p->driver->params, "revisions_to_keep"))
                         g_hash_table_replace(op->config, g_strdup("revisions_to_keep"),
                                              g_strdup_printf("%d", op->revisions_to_keep));
                 task_submit(m->tasks, &op->task, p->queue);

@@ -1,5 +1,5 @@
-/* Pool operations: one op per AddPool, RemovePool, SetRevisionsToKeep and
- * RefreshUsage call (the counterpart of volume-ops.c): whether it may run
+/* Pool operations: one op per AddPool, RemovePool, SetRevisionsToKeep,
+ * SetUsageLimits and RefreshUsage call (the counterpart of volume-ops.c): whether it may run
  * asked of pool-rules.c on the loop when it is submitted, the storage and the
  * state record changed on a worker, the model updated on the loop when it
  * completes. Also the pools' life outside the
@@ -20,6 +20,7 @@ typedef enum PoolOpKind {
         POP_ADD,            /* the pool is published when the add succeeds */
         POP_REMOVE,
         POP_SET_REVISIONS,  /* revisions_to_keep */
+        POP_SET_LIMITS,     /* usage_warning, usage_critical (checked already) */
         POP_REFRESH,        /* usage read again (no cached answers), then every volume */
         _POP_MAX,
 } PoolOpKind;
@@ -33,10 +34,11 @@ struct PoolOp {
         Pool *pool;
         /* arguments */
         int revisions_to_keep;
+        unsigned usage_warning, usage_critical;
         /* result, valid in the done callback */
         StorageError err;
         /* private */
-        GHashTable *config;       /* set revisions: the config to save */
+        GHashTable *config;       /* set revisions, set limits: the config to save */
         PoolUsage usage;          /* add: read before the pool is published */
         PoolClaims *others;       /* add: the pools it may not overlap */
         bool now;                 /* run before the loop (the default pools) */

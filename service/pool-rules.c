@@ -37,6 +37,10 @@ int pool_may_run(const PoolOp *op, const PoolFacts *f, StorageError *e) {
                 g_autofree char *what = g_strdup_printf("pool %s", f->name);
                 return revisions_check(f->driver, op->revisions_to_keep, what, e);
         }
+        case POP_SET_LIMITS:
+                if (f->removed)
+                        return se_set(e, SE_NO_SUCH_POOL, "Unknown storage pool %s", f->name);
+                return usage_limits_check(op->usage_warning, op->usage_critical, f->name, e);
         case POP_REFRESH:
                 if (f->removed)
                         return se_set(e, SE_NO_SUCH_POOL, "Storage pool %s was removed", f->name);

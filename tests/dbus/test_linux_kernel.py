@@ -54,7 +54,9 @@ class LinuxKernelTest(StoragedTestCase):
         config = dict(p['Config'])
         self.assertEqual(config.pop('revisions_to_keep', '0'), '0')
         self.assertConfig(config, POOL_NAME, 'linux-kernel', {'dir_path': self.kdir})
-        self.assertEqual((p['Size'], p['Usage'], p['UsageDetails'], p['RevisionsToKeep']), (0, 0, {}, 0))
+        self.assertEqual((p['Size'], p['Usage'], p['RevisionsToKeep'], p['UsageState']), (0, 0, 0, ''))
+        # its kernels' sizes: what its volumes say they hold
+        self.assertEqual(p['UsageDetails'], {'provisioned': p['Provisioned']})
 
     def test_create_volume_not_supported(self):
         for config in (vconf(name='kernel', vm='work'),

@@ -76,10 +76,13 @@ class ManagerTest(StoragedTestCase):
         self.assertEqual(p['RevisionsToKeep'], 1)
         self.assertEqual(p['Size'], st.f_frsize * st.f_blocks)
         self.assertGreater(p['Usage'], 0)
-        self.assertEqual(set(p['UsageDetails']), {'data_size', 'data_usage'})
+        self.assertEqual(set(p['UsageDetails']), {'data_size', 'data_usage', 'provisioned'})
+        self.assertEqual(p['UsageDetails']['provisioned'], p['Provisioned'])
         self.assertEqual(p['UsageDetails']['data_size'], p['Size'])
         self.assertEqual(p['UsageDetails']['data_usage'], p['Usage'])
-        self.assertEqual(set(p), {'Name', 'Driver', 'Config', 'Size', 'Usage', 'UsageDetails', 'RevisionsToKeep'})
+        self.assertEqual(set(p), {'Name', 'Driver', 'Config', 'Size', 'Usage', 'UsageDetails', 'RevisionsToKeep',
+                                  'Provisioned', 'UsageLimits', 'UsageState'})
+        self.assertEqual(p['UsageLimits'], (90, 95))
         # the file driver's setup made its directories
         self.assertTrue(os.path.isdir(os.path.join(self.base_dir, 'appvms')))
         self.assertTrue(os.path.isdir(os.path.join(self.base_dir, 'vm-templates')))
@@ -94,7 +97,8 @@ class ManagerTest(StoragedTestCase):
         self.assertEqual(k['RevisionsToKeep'], 0)
         self.assertEqual(k['Size'], 0)
         self.assertEqual(k['Usage'], 0)
-        self.assertEqual(k['UsageDetails'], {})
+        self.assertEqual(k['UsageDetails'], {'provisioned': 0})
+        self.assertEqual((k['Provisioned'], k['UsageState']), (0, ''))
         self.assertEqual(self.list_volumes('linux-kernel'), [])
         self.assertEqual(self.list_volumes('varlibqubes'), [])
 
@@ -174,7 +178,7 @@ class ManagerTest(StoragedTestCase):
         self.assertEqual(kconfig.pop('revisions_to_keep', '0'), '0')
         self.assertConfig(kconfig, 'k', 'linux-kernel', {'dir_path': d})
         self.assertEqual(p['RevisionsToKeep'], 0)
-        self.assertEqual(p['UsageDetails'], {})
+        self.assertEqual(p['UsageDetails'], {'provisioned': 0})
         self.assertEqual(self.list_volumes('k'), [])
 
     def test_add_pool_already_exists(self):
@@ -384,11 +388,12 @@ class ManagerTest(StoragedTestCase):
         self.add_file_pool('p1')
         self.refresh_usage('p1', opts(**{'auth.no_user_interaction': True}))
         p = self.pprops('p1')
-        self.assertEqual(set(p['UsageDetails']), {'data_size', 'data_usage'})
+        self.assertEqual(set(p['UsageDetails']), {'data_size', 'data_usage', 'provisioned'})
+        self.assertEqual(p['UsageDetails']['provisioned'], p['Provisioned'])
         self.assertEqual(p['UsageDetails']['data_size'], p['Size'])
         self.refresh_usage('linux-kernel')
         k = self.pprops('linux-kernel')
-        self.assertEqual((k['Size'], k['Usage'], k['UsageDetails']), (0, 0, {}))
+        self.assertEqual((k['Size'], k['Usage'], k['UsageDetails']), (0, 0, {'provisioned': 0}))
         self.assertRejected('InvalidArgument', self.refresh_usage, 'p1', opts(bogus_option=True),
                             contains=('bogus_option', 'p1'))
 

@@ -164,6 +164,8 @@ class PersistenceTest(StoragedTestCase):
         self.assertDBusError('NoSuchVolume', self.get_volume, 'p2', 'appvms/other/vol')
         before['volumes']['p2'] = [x for x in before['volumes']['p2'] if x[0] != 'appvms/other/vol']
         before['objects'] = [o for o in before['objects'] if o != v['custom']]
+        # the lost volume no longer counts in its pool's Provisioned
+        before['pool_props']['p2']['Provisioned'] -= before['volume_props'][v['custom']]['Size']
         self.assertStateEqual(before, self.state(), ignore_volumes=(v['custom'],))
 
     def test_torn_pool_record_skipped(self):

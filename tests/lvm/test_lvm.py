@@ -320,7 +320,7 @@ class T01Pools(LvmTestCase):
         stop(v)
         S.call(p, POOL, 'RefreshUsage', '(a{sv})', ({},))
         details = S.prop(p, POOL, 'UsageDetails')
-        self.assertEqual(sorted(details), ['data_size', 'data_usage', 'metadata_size', 'metadata_usage'])
+        self.assertEqual(sorted(details), ['data_size', 'data_usage', 'metadata_size', 'metadata_usage', 'provisioned'])
         self.assertEqual(details['data_size'], size)
         # lvs gives Data% with two decimals
         self.assertGreaterEqual(details['data_usage'], 32 * MiB - size // 5000)

@@ -108,6 +108,29 @@ static void test_set_revisions_removed(void) {
         g_assert_cmpint(ask(&c, NULL), ==, SE_NO_SUCH_POOL);
 }
 
+static void test_set_limits(void) {
+        Case c;
+        case_init(&c, POP_SET_LIMITS);
+        c.op.usage_warning = 90;
+        c.op.usage_critical = 95;
+        g_assert_cmpint(ask(&c, NULL), ==, SE_OK);
+        c.op.usage_warning = c.op.usage_critical = 100;
+        g_assert_cmpint(ask(&c, NULL), ==, SE_OK);
+        c.op.usage_warning = c.op.usage_critical = 1;
+        g_assert_cmpint(ask(&c, NULL), ==, SE_OK);
+        c.op.usage_warning = 96;
+        c.op.usage_critical = 95;
+        g_assert_cmpint(ask(&c, "Invalid usage limits 96, 95 for pool p1: needs 1 <= warning <= critical <= 100"), ==,
+                        SE_INVALID_ARGUMENT);
+        c.op.usage_warning = 0;
+        g_assert_cmpint(ask(&c, NULL), ==, SE_INVALID_ARGUMENT);
+        c.op.usage_warning = 50;
+        c.op.usage_critical = 101;
+        g_assert_cmpint(ask(&c, NULL), ==, SE_INVALID_ARGUMENT);
+        c.facts.removed = true; /* gone wins over out of range */
+        g_assert_cmpint(ask(&c, "Unknown storage pool p1"), ==, SE_NO_SUCH_POOL);
+}
+
 static void test_refresh_removed(void) {
         Case c;
         case_init(&c, POP_REFRESH);
@@ -125,6 +148,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/pool-rules/remove-in-use", test_remove_in_use);
         g_test_add_func("/pool-rules/set-revisions-range", test_set_revisions_range);
         g_test_add_func("/pool-rules/set-revisions-removed", test_set_revisions_removed);
+        g_test_add_func("/pool-rules/set-limits", test_set_limits);
         g_test_add_func("/pool-rules/refresh-removed", test_refresh_removed);
         return g_test_run();
 }
