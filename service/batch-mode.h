@@ -9,6 +9,7 @@
  * no I/O, no clock. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef enum BatchMode {
@@ -31,6 +32,9 @@ typedef struct BatchCost {
 /* The mode for the next batch of more than one volume. */
 BatchMode batch_mode_choose(BatchCost *c);
 /* What that batch cost: usec from its first operation's submission to its
- * last one's completion, for volumes operations. */
-void batch_mode_record(BatchCost *c, BatchMode m, uint64_t usec, unsigned volumes);
+ * last one's completion, for volumes operations. True when this settles the
+ * cheaper mode or changes it (once both are measured). */
+bool batch_mode_record(BatchCost *c, BatchMode m, uint64_t usec, unsigned volumes);
+/* The mode with the lower average so far. */
+BatchMode batch_mode_cheaper(const BatchCost *c);
 const char *batch_mode_name(BatchMode m);

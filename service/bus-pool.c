@@ -196,19 +196,25 @@ static int method_create_volume(sd_bus_message *m, void *userdata, sd_bus_error 
         return bus_submit_volume_op(m, op);
 }
 
+/* The trailing options of a call about pool p, then polkit for action with
+ * the pool as detail: as auth_check (1: go on; 0: asked, return 1; < 0). */
+static int pool_call_authorized(sd_bus_message *m, Pool *p, const char *action, sd_bus_error *error) {
+        Options o;
+        g_autofree char *object = g_strdup_printf("pool %s", p->name);
+        int r = read_options(m, &o, false, object, error);
+        if (r < 0)
+                return r;
+        return auth_check(p->manager, m, action, (const char *const[]) { "pool", p->name, NULL },
+                          o.no_user_interaction, error);
+}
+
 static int method_set_revisions(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Pool *p = userdata;
         int32_t n;
         int r = sd_bus_message_read(m, "i", &n);
         if (r < 0)
                 return r;
-        Options o;
-        g_autofree char *object = g_strdup_printf("pool %s", p->name);
-        r = read_options(m, &o, false, object, error);
-        if (r < 0)
-                return r;
-        r = auth_check(p->manager, m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", p->name, NULL },
-                       o.no_user_interaction, error);
+        r = pool_call_authorized(m, p, ACTION_MANAGE_POOLS, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         PoolOp *op = pool_op_new(POP_SET_REVISIONS, p, NULL, NULL);
@@ -222,17 +228,11 @@ static int method_set_usage_limits(sd_bus_message *m, void *userdata, sd_bus_err
         int r = sd_bus_message_read(m, "uu", &warning, &critical);
         if (r < 0)
                 return r;
-        Options o;
-        g_autofree char *object = g_strdup_printf("pool %s", p->name);
-        r = read_options(m, &o, false, object, error);
-        if (r < 0)
-                return r;
         /* bad input is refused before anything is asked or changed */
         StorageError serr = STORAGE_ERROR_INIT;
         if (usage_limits_check(warning, critical, p->name, &serr) < 0)
                 return error_take(error, &serr);
-        r = auth_check(p->manager, m, ACTION_MANAGE_POOLS, (const char *const[]) { "pool", p->name, NULL },
-                       o.no_user_interaction, error);
+        r = pool_call_authorized(m, p, ACTION_MANAGE_POOLS, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         PoolOp *op = pool_op_new(POP_SET_LIMITS, p, NULL, NULL);
@@ -243,13 +243,7 @@ static int method_set_usage_limits(sd_bus_message *m, void *userdata, sd_bus_err
 
 static int method_refresh_usage(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Pool *p = userdata;
-        Options o;
-        g_autofree char *object = g_strdup_printf("pool %s", p->name);
-        int r = read_options(m, &o, false, object, error);
-        if (r < 0)
-                return r;
-        r = auth_check(p->manager, m, ACTION_MANAGE_VOLUMES, (const char *const[]) { "pool", p->name, NULL },
-                       o.no_user_interaction, error);
+        int r = pool_call_authorized(m, p, ACTION_MANAGE_VOLUMES, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         return bus_submit_pool_op(m, pool_op_new(POP_REFRESH, p, NULL, NULL));

@@ -70,18 +70,13 @@ static void flush_done(Task *t) {
 
 static void submit_next(Group *g);
 
-/* Logs when the cheaper mode for a pool changes, with both costs. */
+/* Records what the group cost; logs when the cheaper mode for its pool
+ * changes, with both costs. */
 static void note_cost(Group *g, uint64_t usec) {
         BatchCost *c = cost_of(g->pool, g->batch->kind);
-        bool serial_before = c->usec_per_volume[BATCH_SERIAL] < c->usec_per_volume[BATCH_PARALLEL];
-        bool known_before = c->samples[BATCH_SERIAL] >= BATCH_MODE_FIRST_SAMPLES &&
-                            c->samples[BATCH_PARALLEL] >= BATCH_MODE_FIRST_SAMPLES;
-        batch_mode_record(c, g->mode, usec, g->vols->len);
-        bool serial = c->usec_per_volume[BATCH_SERIAL] < c->usec_per_volume[BATCH_PARALLEL];
-        if (c->samples[BATCH_SERIAL] >= BATCH_MODE_FIRST_SAMPLES && c->samples[BATCH_PARALLEL] >= BATCH_MODE_FIRST_SAMPLES &&
-            (!known_before || serial != serial_before))
+        if (batch_mode_record(c, g->mode, usec, g->vols->len))
                 fprintf(stderr, "Pool %s: %s batches now run %s (%.1f ms per volume in parallel, %.1f ms one at a time)\n",
-                        g->pool->name, volume_op_name(g->batch->kind), batch_mode_name(serial ? BATCH_SERIAL : BATCH_PARALLEL),
+                        g->pool->name, volume_op_name(g->batch->kind), batch_mode_name(batch_mode_cheaper(c)),
                         c->usec_per_volume[BATCH_PARALLEL] / 1000, c->usec_per_volume[BATCH_SERIAL] / 1000);
 }
 

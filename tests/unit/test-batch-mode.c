@@ -21,6 +21,9 @@ static void test_both_measured_first(void) {
                 seen[run(&c, cost)]++;
         g_assert_cmpuint(seen[BATCH_PARALLEL], ==, BATCH_MODE_FIRST_SAMPLES);
         g_assert_cmpuint(seen[BATCH_SERIAL], ==, BATCH_MODE_FIRST_SAMPLES);
+        g_assert_cmpint(batch_mode_cheaper(&c), ==, BATCH_SERIAL);
+        /* settled by the last of the first samples, and not again while it holds */
+        g_assert_false(batch_mode_record(&c, BATCH_SERIAL, 1500, 3));
         g_assert_cmpfloat_with_epsilon(c.usec_per_volume[BATCH_SERIAL], 500, 1);
         g_assert_cmpfloat_with_epsilon(c.usec_per_volume[BATCH_PARALLEL], 1000, 1);
 }
@@ -42,8 +45,10 @@ static void test_follows_a_change(void) {
         const double serial_cheap[2] = { 1000, 500 }, parallel_cheap[2] = { 300, 900 };
         for (int i = 0; i < 4 * BATCH_MODE_RETRY_EVERY; i++)
                 run(&c, serial_cheap);
+        g_assert_cmpint(batch_mode_cheaper(&c), ==, BATCH_SERIAL);
         for (int i = 0; i < 4 * BATCH_MODE_RETRY_EVERY; i++)
                 run(&c, parallel_cheap);
+        g_assert_cmpint(batch_mode_cheaper(&c), ==, BATCH_PARALLEL);
         unsigned seen[2] = { 0 };
         for (int i = 0; i < BATCH_MODE_RETRY_EVERY; i++)
                 seen[run(&c, parallel_cheap)]++;
@@ -52,7 +57,7 @@ static void test_follows_a_change(void) {
 
 static void test_empty_batch_ignored(void) {
         BatchCost c = { 0 };
-        batch_mode_record(&c, BATCH_SERIAL, 1000, 0);
+        g_assert_false(batch_mode_record(&c, BATCH_SERIAL, 1000, 0));
         g_assert_cmpuint(c.samples[BATCH_SERIAL], ==, 0);
         g_assert_cmpint(batch_mode_choose(&c), ==, BATCH_PARALLEL);
 }
